@@ -1,0 +1,323 @@
+"""Latent-variable models whose pieces the lecture names: prior p(z), decoder p(x|z),
+joint p(x, z), marginal p(x) and true posterior p(z|x).
+
+- ``FiniteMixture``: z takes K values, so p(x) and p(z|x) are exact sums over z (Lecture 6,
+  0:00-2:30). ``GaussianMixture`` is the mixture of Gaussians; EM (39:00) is shared by every
+  finite mixture through ``em_step``.
+- ``LatentGaussianModel``: the "infinite mixture" z ~ N(0, I), x|z ~ N(mu_theta(z),
+  diag sigma_theta(z)^2) with small networks mu_theta, sigma_theta (2:30, 17:45).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import distributions as D
+from torch import nn
+
+from .validation import (
+    as_tensor,
+    check_finite,
+    check_last_dim,
+    check_ndim,
+    check_positive,
+    check_positive_int,
+)
+
+
+@dataclass(frozen=True)
+class EMStepReport:
+    """What one EM iteration did to the bound, in nats per data point (averaged over x).
+
+    log_lik_before: (1/N) sum_n log p(x_n; theta_old)
+    elbo_after_e:   ELBO(theta_old, q = p(z|x; theta_old)), equal to log_lik_before (tight)
+    elbo_after_m:   ELBO(theta_new, same q), >= elbo_after_e (the M-step maximizes it)
+    log_lik_after:  (1/N) sum_n log p(x_n; theta_new), >= elbo_after_m (the gap is the KL)
+    """
+
+    log_lik_before: float
+    elbo_after_e: float
+    elbo_after_m: float
+    log_lik_after: float
+
+
+class FiniteMixture:
+    """A finite mixture: z ~ Categorical(weights) over K components, x | z=k ~ p_k(x).
+
+    Subclasses define ``component_log_prob(x)`` (N, K) = log p(x_n | z=k) and ``m_step``.
+    Everything else (joint, marginal, posterior, ELBO, EM) is exact enumeration over k.
+    """
+
+    weights: torch.Tensor  # (K,)
+
+    @property
+    def n_components(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def prior(self) -> D.Categorical:
+        """p(z) = Categorical(weights)."""
+        return D.Categorical(probs=self.weights)
+
+    def _check_x(self, x) -> torch.Tensor:
+        raise NotImplementedError
+
+    def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, K): log p(x_n | z = k)."""
+        raise NotImplementedError
+
+    def joint_log_prob(self, x) -> torch.Tensor:
+        """(N, K): log p(x_n, z = k) = log p(z = k) + log p(x_n | z = k)."""
+        x = self._check_x(x)
+        return self.weights.log() + self.component_log_prob(x)
+
+    def log_marginal(self, x) -> torch.Tensor:
+        """(N,): log p(x_n) = log sum_k p(x_n, z = k), computed stably with log-sum-exp."""
+        return torch.logsumexp(self.joint_log_prob(x), dim=-1)
+
+    def posterior(self, x) -> torch.Tensor:
+        """(N, K): p(z = k | x_n) = p(x_n, z = k) / p(x_n), the "responsibilities" (Bayes)."""
+        return torch.softmax(self.joint_log_prob(x), dim=-1)
+
+    def elbo(self, x, q) -> torch.Tensor:
+        """(N,): ELBO(x_n; q_n) = sum_k q_nk [log p(x_n, z=k) - log q_nk], exact by enumeration.
+
+        q: (N, K) rows of probabilities. ELBO <= log p(x_n), with equality iff q_n = p(z|x_n).
+        """
+        joint = self.joint_log_prob(x)
+        q = as_tensor(q, "q")
+        if q.shape != joint.shape:
+            raise ValueError(f"q must have shape {tuple(joint.shape)} (data points, components), got {tuple(q.shape)}")
+        if (q < 0).any() or not torch.allclose(q.sum(-1), torch.ones(()), atol=1e-4):
+            raise ValueError("q must hold probabilities: non-negative rows that sum to 1 over the components")
+        expected_joint = torch.where(q > 0, q * joint, torch.zeros(()))  # 0 * log 0 counts as 0
+        return expected_joint.sum(-1) - torch.special.xlogy(q, q).sum(-1)
+
+    @classmethod
+    def m_step(cls, x: torch.Tensor, resp: torch.Tensor) -> "FiniteMixture":
+        """The parameters theta maximizing sum_n sum_k resp_nk log p(x_n, z=k; theta)."""
+        raise NotImplementedError
+
+    def em_step(self, x) -> tuple["FiniteMixture", EMStepReport]:
+        """One EM iteration. E-step: q = p(z|x; theta_old), which makes the bound tight.
+        M-step: theta_new = argmax_theta ELBO(theta, q). Returns (new model, report)."""
+        x = self._check_x(x)
+        q = self.posterior(x)
+        log_lik_before = self.log_marginal(x).mean().item()
+        elbo_after_e = self.elbo(x, q).mean().item()
+        new = type(self).m_step(x, q)
+        elbo_after_m = new.elbo(x, q).mean().item()
+        log_lik_after = new.log_marginal(x).mean().item()
+        return new, EMStepReport(log_lik_before, elbo_after_e, elbo_after_m, log_lik_after)
+
+
+class GaussianMixture(FiniteMixture):
+    """Mixture of Gaussians: z ~ Categorical(weights), x | z=k ~ N(means[k], covs[k]).
+
+    weights (K,), means (K, D), covs (K, D, D) symmetric positive definite.
+    """
+
+    def __init__(self, weights, means, covs):
+        weights = check_finite(as_tensor(weights, "weights"), "weights")
+        means = check_finite(as_tensor(means, "means"), "means")
+        covs = check_finite(as_tensor(covs, "covs"), "covs")
+        check_ndim(weights, "weights", 1, "(K,) mixture weights")
+        check_ndim(means, "means", 2, "(K, D): one mean per component")
+        check_ndim(covs, "covs", 3, "(K, D, D): one covariance matrix per component")
+        K, Dm = means.shape
+        if weights.shape[0] != K or covs.shape != (K, Dm, Dm):
+            raise ValueError(
+                f"mismatched sizes: weights {tuple(weights.shape)}, means {tuple(means.shape)}, "
+                f"covs {tuple(covs.shape)}; expected (K,), (K, D), (K, D, D)"
+            )
+        if (weights < 0).any() or abs(weights.sum().item() - 1) > 1e-4:
+            raise ValueError(f"weights must be non-negative and sum to 1, got {weights.tolist()}")
+        if not torch.allclose(covs, covs.transpose(-1, -2), atol=1e-5):
+            raise ValueError("covs must be symmetric matrices")
+        if (torch.linalg.eigvalsh(covs) <= 0).any():
+            raise ValueError("covs must be positive definite (every eigenvalue > 0); a std must be > 0")
+        self.weights, self.means, self.covs = weights, means, covs
+
+    @property
+    def dim(self) -> int:
+        return self.means.shape[1]
+
+    def _check_x(self, x) -> torch.Tensor:
+        x = check_finite(as_tensor(x, "x"), "x")
+        check_ndim(x, "x", 2, f"(N, {self.dim}): a batch of points; use x[None] for one point")
+        return check_last_dim(x, "x", self.dim, "the data dimension of the means")
+
+    def components(self) -> D.MultivariateNormal:
+        """The decoder p(x | z=k) for all k, as a batch of K MultivariateNormals."""
+        return D.MultivariateNormal(self.means, covariance_matrix=self.covs)
+
+    def as_torch_distribution(self) -> D.MixtureSameFamily:
+        """The same model as torch's MixtureSameFamily (an independent implementation of p(x))."""
+        return D.MixtureSameFamily(self.prior, self.components())
+
+    def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        return self.components().log_prob(x[:, None, :])
+
+    def sample(self, n: int, generator: torch.Generator | None = None):
+        """Ancestral sampling: z ~ p(z), then x ~ p(x | z). Returns x (n, D) and z (n,)."""
+        check_positive_int(n, "n")
+        z = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        eps = torch.randn(n, self.dim, generator=generator)
+        chol = torch.linalg.cholesky(self.covs)[z]  # (n, D, D)
+        x = self.means[z] + (chol @ eps[..., None]).squeeze(-1)
+        return x, z
+
+    @classmethod
+    def m_step(cls, x: torch.Tensor, resp: torch.Tensor, reg: float = 1e-6) -> "GaussianMixture":
+        """weights_k = N_k / N, means_k = sum_n r_nk x_n / N_k,
+        covs_k = sum_n r_nk (x_n - means_k)(x_n - means_k)^T / N_k + reg * I, with N_k = sum_n r_nk."""
+        nk = resp.sum(0) + 1e-12  # (K,)
+        weights = nk / nk.sum()
+        means = resp.T @ x / nk[:, None]
+        diff = x[None, :, :] - means[:, None, :]  # (K, N, D)
+        covs = torch.einsum("nk,kni,knj->kij", resp, diff, diff) / nk[:, None, None]
+        covs = covs + reg * torch.eye(x.shape[1])
+        return cls(weights, means, covs)
+
+    @classmethod
+    def initialize(cls, x, n_components: int, generator: torch.Generator | None = None) -> "GaussianMixture":
+        """A starting point for EM: uniform weights, means at K distinct random data points,
+        every covariance equal to the data's per-dimension variance (a round blob)."""
+        x = check_finite(as_tensor(x, "x"), "x")
+        check_ndim(x, "x", 2, "(N, D): a batch of points")
+        check_positive_int(n_components, "n_components")
+        if n_components > x.shape[0]:
+            raise ValueError(f"n_components ({n_components}) cannot exceed the number of points ({x.shape[0]})")
+        idx = torch.randperm(x.shape[0], generator=generator)[:n_components]
+        var = x.var(0).mean().clamp_min(1e-6)
+        covs = var * torch.eye(x.shape[1]).expand(n_components, -1, -1).clone()
+        return cls(torch.full((n_components,), 1.0 / n_components), x[idx].clone(), covs)
+
+
+def fit_em(model: FiniteMixture, x, n_iter: int = 20):
+    """Run ``n_iter`` EM iterations from ``model``. Returns (final model, list of EMStepReport)."""
+    check_positive_int(n_iter, "n_iter")
+    reports = []
+    for _ in range(n_iter):
+        model, report = model.em_step(x)
+        reports.append(report)
+    return model, reports
+
+
+class GaussianDecoder(nn.Module):
+    """The decoder p(x | z; theta) = N(mu_theta(z), diag sigma_theta(z)^2) of a small MLP.
+
+    z (..., latent_dim) -> Independent Normal over x (..., data_dim).
+    sigma_theta = softplus(.) + min_std keeps every std strictly positive.
+    """
+
+    def __init__(self, latent_dim: int = 1, data_dim: int = 2, hidden: int = 64, min_std: float = 0.05):
+        super().__init__()
+        check_positive_int(latent_dim, "latent_dim")
+        check_positive_int(data_dim, "data_dim")
+        check_positive_int(hidden, "hidden")
+        if min_std <= 0:
+            raise ValueError(f"min_std must be > 0, got {min_std}")
+        self.latent_dim, self.data_dim, self.min_std = latent_dim, data_dim, min_std
+        self.net = nn.Sequential(  # z -> (mu, pre-softplus std), two SiLU hidden layers
+            nn.Linear(latent_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(hidden, 2 * data_dim),
+        )
+
+    def forward(self, z: torch.Tensor) -> D.Independent:
+        check_last_dim(z, "z", self.latent_dim, "the latent dimension")
+        mu, s = self.net(z).chunk(2, dim=-1)
+        std = nn.functional.softplus(s) + self.min_std
+        return D.Independent(D.Normal(mu, std), 1)
+
+
+class LatentGaussianModel(nn.Module):
+    """The "infinite mixture of Gaussians": p(z) = N(0, I), p(x|z; theta) = GaussianDecoder.
+
+    p(x) = integral p(z) N(x; mu_theta(z), diag sigma_theta(z)^2) dz: a continuum of Gaussians,
+    one for every z, weighted by the prior.
+    """
+
+    def __init__(self, latent_dim: int = 1, data_dim: int = 2, hidden: int = 64, min_std: float = 0.05):
+        super().__init__()
+        self.decoder = GaussianDecoder(latent_dim, data_dim, hidden, min_std)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.decoder.latent_dim
+
+    @property
+    def data_dim(self) -> int:
+        return self.decoder.data_dim
+
+    @property
+    def prior(self) -> D.Independent:
+        """p(z) = N(0, I)."""
+        zeros = torch.zeros(self.latent_dim)
+        return D.Independent(D.Normal(zeros, torch.ones_like(zeros)), 1)
+
+    def _check_x(self, x) -> torch.Tensor:
+        x = check_finite(as_tensor(x, "x"), "x")
+        check_ndim(x, "x", 2, f"(N, {self.data_dim}): a batch of points; use x[None] for one point")
+        return check_last_dim(x, "x", self.data_dim, "the model's data dimension")
+
+    def joint_log_prob(self, x, z) -> torch.Tensor:
+        """log p(x, z) = log p(z) + log p(x | z); x (..., data_dim), z (..., latent_dim) broadcast."""
+        return self.prior.log_prob(z) + self.decoder(z).log_prob(x)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None):
+        """Ancestral sampling: z ~ p(z), x ~ p(x | z). Returns x (n, data_dim), z (n, latent_dim)."""
+        check_positive_int(n, "n")
+        z = torch.randn(n, self.latent_dim, generator=generator)
+        px = self.decoder(z).base_dist
+        x = px.loc + px.scale * torch.randn(px.loc.shape, generator=generator)
+        return x, z
+
+    def mixture_from_latents(self, z: torch.Tensor) -> D.MixtureSameFamily:
+        """p_K(x) = (1/K) sum_k N(x; mu_theta(z_k), diag sigma_theta(z_k)^2) for z (K, latent_dim):
+        a finite mixture of K Gaussians, one per latent sample. With z_k ~ p(z) it is an
+        unbiased estimate of the density p(x), exact as K -> infinity."""
+        z = as_tensor(z, "z")
+        check_ndim(z, "z", 2, "(K, latent_dim)")
+        K = z.shape[0]
+        return D.MixtureSameFamily(D.Categorical(logits=torch.zeros(K)), self.decoder(z))
+
+    def log_marginal_quadrature(
+        self, x, n_points: int = 2000, z_max: float = 6.0, generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """(N,): log p(x) by numerical integration over a 1-D latent (midpoint rule):
+        p(x) ~= sum_j w_j p(x | z_j), z_j on a uniform grid of ``n_points`` over [-z_max, z_max],
+        w_j proportional to the prior density p(z_j) and summing to 1.
+
+        Only possible because z is one-dimensional: in d dimensions the grid needs n_points^d
+        points. With a ``generator`` the grid is shifted by a random fraction of its spacing
+        (stratified sampling), which is what training uses so that the model cannot place its
+        Gaussians between fixed grid points.
+        """
+        if self.latent_dim != 1:
+            raise ValueError(
+                f"quadrature needs a 1-D latent, this model has latent_dim={self.latent_dim}; "
+                "use a Monte Carlo estimate instead"
+            )
+        x = self._check_x(x)
+        check_positive_int(n_points, "n_points")
+        if not z_max > 0:
+            raise ValueError(f"z_max must be > 0, got {z_max}")
+        h = 2 * z_max / n_points
+        shift = 0.5 if generator is None else torch.rand((), generator=generator).item()
+        z = (-z_max + h * (torch.arange(n_points, dtype=x.dtype) + shift))[:, None]
+        log_w = torch.log_softmax(self.prior.log_prob(z), dim=0)  # (n_points,)
+        log_px_given_z = self.decoder(z).log_prob(x[:, None, :])  # (N, n_points)
+        return torch.logsumexp(log_w + log_px_given_z, dim=-1)
+
+    def log_marginal_mc(self, x, n_samples: int = 1000, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(N,): log of the naive Monte Carlo estimate (1/K) sum_k p(x | z_k), z_k ~ p(z).
+        The estimate of p(x) is unbiased; its log is not (notebook 02)."""
+        x = self._check_x(x)
+        check_positive_int(n_samples, "n_samples")
+        z = torch.randn(n_samples, self.latent_dim, generator=generator)
+        log_px_given_z = self.decoder(z).log_prob(x[:, None, :])  # (N, K)
+        return torch.logsumexp(log_px_given_z, dim=-1) - math.log(n_samples)

@@ -1,0 +1,84 @@
+"""A small training loop: progress bar, loss history, and a clear stop on NaN or inf."""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Callable, Mapping, Union
+
+import torch
+from tqdm.auto import tqdm
+
+from .validation import check_positive_int
+
+LossOutput = Union[torch.Tensor, Mapping[str, torch.Tensor]]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; the model keeps its last good parameters."""
+
+    def __init__(self, step: int, term: str, value: float, lr: float):
+        self.step, self.term, self.value = step, term, value
+        super().__init__(
+            f"training stopped at step {step}: {term} = {value} is not finite. "
+            f"The model is back at {'its initial parameters' if step == 0 else f'its parameters of step {step - 1}, the last with a finite loss'}. "
+            f"Try a smaller learning rate (now {lr:g}, e.g. {lr / 10:g}), check the data for NaN or "
+            f"extreme values, and make sure every standard deviation stays > 0."
+        )
+
+
+def _as_terms(out: LossOutput) -> dict[str, torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return {"loss": out}
+    if isinstance(out, Mapping) and "loss" in out:
+        return dict(out)
+    raise TypeError(
+        "loss_fn must return a scalar tensor, or a dict with a 'loss' entry (the quantity to "
+        f"minimize) and any other terms to display; got {type(out).__name__}"
+    )
+
+
+def fit(
+    model: torch.nn.Module,
+    loss_fn: Callable[[int], LossOutput],
+    n_steps: int,
+    lr: float = 1e-2,
+    optimizer: torch.optim.Optimizer | None = None,
+    desc: str = "training",
+    progress: bool = True,
+    refresh_every: int = 25,
+) -> dict[str, list[float]]:
+    """Minimize ``loss_fn(step)`` over ``model``'s parameters for ``n_steps`` gradient steps.
+
+    loss_fn(step) returns a scalar tensor, or a dict {"loss": scalar, other terms...}; every
+    term is recorded in the returned history (one float per step) and shown on a tqdm.auto
+    progress bar. If any term is NaN or infinite the loop stops with ``NonFiniteLossError``
+    naming the step and the term, and restores the last parameters whose loss was finite.
+    Adam with learning rate ``lr`` unless an ``optimizer`` is given.
+    """
+    check_positive_int(n_steps, "n_steps")
+    if optimizer is None:
+        if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    lr_now = optimizer.param_groups[0]["lr"]
+    history: dict[str, list[float]] = {}
+    bar = tqdm(range(n_steps), desc=desc, disable=not progress, leave=True)
+    last_good = copy.deepcopy(model.state_dict())  # the last parameters with a finite loss
+    for step in bar:
+        optimizer.zero_grad(set_to_none=True)
+        terms = _as_terms(loss_fn(step))
+        values = {k: float(v.detach()) for k, v in terms.items()}
+        for name, value in values.items():
+            if not math.isfinite(value):
+                model.load_state_dict(last_good)
+                bar.close()
+                raise NonFiniteLossError(step, name, value, lr_now)
+        last_good = copy.deepcopy(model.state_dict())
+        terms["loss"].backward()
+        optimizer.step()
+        for k, v in values.items():
+            history.setdefault(k, []).append(v)
+        if step % refresh_every == 0 or step == n_steps - 1:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+    bar.close()
+    return history
