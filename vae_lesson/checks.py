@@ -35,6 +35,9 @@ class CheckResult:
     def __bool__(self) -> bool:
         return self.passed
 
+    def _ipython_display_(self) -> None:
+        """Show nothing when a check is a cell's last line: the check already printed its line."""
+
 
 def _describe(t: torch.Tensor) -> str:
     return f"shape {tuple(t.shape)}"

@@ -67,15 +67,16 @@ def load_digits(binarized: bool = False) -> Digits:
     return Digits(x_tr, to(y_tr), x_te, to(y_te), binarized)
 
 
-TOY_DATASETS = ("mixture", "moons", "rings")
+TOY_DATASETS = ("mixture", "moons", "rings", "spiral")
 
 
 def make_toy_2d(name: str = "moons", n: int = 500, noise: float = 0.08, seed: int = 0):
     """A small synthetic 2-D data set for density pictures.
 
-    name: "mixture" (three Gaussian blobs), "moons" (two interleaved half circles) or
-    "rings" (two concentric circles). Returns (x, labels): x (n, 2) float32, labels (n,) int64
-    saying which blob, moon or ring each point came from.
+    name: "mixture" (three Gaussian blobs), "moons" (two interleaved half circles), "rings"
+    (two concentric circles) or "spiral" (one arm of 1.5 turns, a curve a 1-D latent can
+    trace). Returns (x, labels): x (n, 2) float32, labels (n,) int64 saying which blob, moon or
+    ring each point came from (for the spiral: 0 on the inner half of the arm, 1 on the outer).
     """
     check_positive_int(n, "n")
     if noise < 0:
@@ -91,6 +92,13 @@ def make_toy_2d(name: str = "moons", n: int = 500, noise: float = 0.08, seed: in
     elif name == "rings":
         x, y = datasets.make_circles(n_samples=n, noise=noise / 2, factor=0.5, random_state=seed)
         x = x * 2.0
+    elif name == "spiral":
+        rng = np.random.default_rng(seed)
+        t = np.sqrt(rng.uniform(0.04, 1.0, n))  # position along the arm, denser outside
+        angle = 3 * np.pi * t
+        x = 2.0 * t[:, None] * np.stack([np.cos(angle), np.sin(angle)], 1)
+        x = x + noise * rng.standard_normal((n, 2))
+        y = (t > np.sqrt(0.52)).astype(np.int64)
     else:
         raise ValueError(f"name must be one of {TOY_DATASETS}, got {name!r}")
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)

@@ -5,6 +5,7 @@ import io
 from typing import Callable, Sequence
 
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -84,10 +85,19 @@ def scatter_samples(
     else:
         ax.scatter(x[:, 0], x[:, 1], s=s, alpha=alpha, color="k", linewidths=0)
     ax.set(xlabel="$x_1$", ylabel="$x_2$")
-    ax.set_aspect("equal", adjustable="datalim")
     if title:
         ax.set_title(title)
     return fig
+
+
+def mix_colours(probs) -> np.ndarray:
+    """(N, K) probabilities -> (N, 3) RGB: the probability-weighted blend of the colours C0..C{K-1}
+    that ``scatter_samples`` gives the labels 0..K-1 (so a soft assignment shows as a blend)."""
+    probs = np.asarray(torch.as_tensor(probs).detach(), dtype=float)
+    if probs.ndim != 2:
+        raise ValueError(f"probs must have shape (N, K), got {probs.shape}")
+    palette = np.array([matplotlib.colors.to_rgb(f"C{k % 10}") for k in range(probs.shape[1])])
+    return probs @ palette
 
 
 def digit_grid(images, ncols: int = 10, titles: Sequence[str] | None = None, size: float = 0.9) -> Figure:

@@ -32,7 +32,7 @@ class WidgetParts:
 
 def latent_samples_explorer(
     model: LatentGaussianModel, data: torch.Tensor, max_k: int = 200,
-    xlim=(-2.5, 2.5), ylim=(-2.0, 2.0), seed: int = 0,
+    xlim=(-2.5, 2.5), ylim=(-2.5, 2.5), seed: int = 0,
 ) -> WidgetParts:
     """Slider K -> p_K(x) = (1/K) sum_k N(x; mu_theta(z_k), diag sigma_theta(z_k)^2), the finite
     mixture made of K latent values z_1..z_K, drawn next to the data.

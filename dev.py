@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""The course's two commands (see README):
+
+    python3 dev.py lab     # set up .venv (first time only) and open JupyterLab on notebooks/
+    python3 dev.py test    # set up .venv if needed, then run every test and every notebook
+
+Needs only Python 3.10+ to start. The environment is rebuilt when requirements.txt or
+pyproject.toml change. Extra arguments go to JupyterLab or pytest, e.g.
+``python3 dev.py test -k mixture``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PYTHON = BIN / ("python.exe" if os.name == "nt" else "python")
+STAMP = VENV / ".vae-lesson-installed"
+
+
+def _fingerprint() -> str:
+    h = hashlib.sha256()
+    for name in ("requirements.txt", "pyproject.toml"):
+        h.update((ROOT / name).read_bytes())
+    return h.hexdigest()
+
+
+def _run(cmd: list, **kw) -> None:
+    print("+", " ".join(str(c) for c in cmd), flush=True)
+    subprocess.run([str(c) for c in cmd], check=True, cwd=ROOT, **kw)
+
+
+def ensure_env() -> None:
+    """Create .venv and install the pinned requirements plus vae_lesson (editable)."""
+    if sys.version_info < (3, 10):
+        sys.exit(f"vae-lesson needs Python 3.10 or newer (3.11 is tested); this is {sys.version.split()[0]}")
+    if STAMP.exists() and STAMP.read_text() == _fingerprint() and PYTHON.exists():
+        return
+    if not PYTHON.exists():
+        print(f"Creating the environment in {VENV} ...", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    pip = [PYTHON, "-m", "pip", "--disable-pip-version-check"]
+    _run(pip + ["install", "--quiet", "--upgrade", "pip"])
+    _run(pip + ["install", "--quiet", "-r", "requirements.txt", "-e", "."])
+    STAMP.write_text(_fingerprint())
+    print("Environment ready.", flush=True)
+
+
+def lab(args: list[str]) -> int:
+    ensure_env()
+    # Bound to this machine only; Jupyter's token authentication stays on (the URL with the
+    # token is printed below and opened in your browser).
+    cmd = [BIN / "jupyter", "lab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={ROOT / 'notebooks'}", *args]
+    return subprocess.call([str(c) for c in cmd], cwd=ROOT)
+
+
+def test(args: list[str]) -> int:
+    ensure_env()
+    env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0")
+    return subprocess.call([str(PYTHON), "-m", "pytest", *args], cwd=ROOT, env=env)
+
+
+def main(argv: list[str]) -> int:
+    commands = {"lab": lab, "test": test}
+    if not argv or argv[0] not in commands:
+        print(__doc__)
+        return 2
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

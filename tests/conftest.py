@@ -1,0 +1,32 @@
+"""Shared fixtures for the unit tests of ``vae_lesson``.
+
+The Agg backend is selected here, before anything imports ``matplotlib.pyplot``, so the tests
+never need a display and never open windows.
+"""
+import os
+
+os.environ["MPLBACKEND"] = "Agg"
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg", force=True)
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import vae_lesson  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def seeded() -> torch.Generator:
+    """Seed Python, NumPy and torch (seed 0, one torch thread) before every test; the returned
+    generator is a private stream for tests that want one."""
+    return vae_lesson.seed_everything(0)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """No figure outlives its test."""
+    yield
+    plt.close("all")

@@ -1,0 +1,43 @@
+"""Execute notebooks in place so that the stored outputs are fresh, and keep the diffs small.
+
+    .venv/bin/python tools/refresh_notebooks.py                 # every notebook
+    .venv/bin/python tools/refresh_notebooks.py notebooks/01_*.ipynb
+
+Runs each notebook top to bottom in a fresh kernel (as "Restart and run all" does), stores
+its outputs, drops volatile metadata (timings, the saved state of widgets, whose images would
+bloat the file and which a reader must re-run to use anyway) and prints the wall time.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def refresh(path: Path) -> float:
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
+                   record_timing=False).execute()
+    seconds = time.perf_counter() - start
+    nb.metadata.pop("widgets", None)
+    for i, cell in enumerate(nb.cells):
+        cell.metadata.pop("execution", None)
+        cell.id = f"cell-{i:02d}"  # stable ids: diffs show content changes only
+    nbformat.write(nb, path)
+    return seconds
+
+
+def main(argv: list[str]) -> None:
+    paths = [Path(p) for p in argv] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    for p in paths:
+        print(f"{p.name}: {refresh(p):.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
