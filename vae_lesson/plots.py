@@ -8,7 +8,9 @@ from typing import Callable, Sequence
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+import PIL.Image
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .data import IMAGE_SHAPE
@@ -146,10 +148,18 @@ def em_bounds(reports: Sequence[EMStepReport], ax=None) -> Figure:
     return fig
 
 
-def figure_to_png(fig: Figure, dpi: int = 80, close: bool = True) -> bytes:
-    """Render a figure to PNG bytes (for an ipywidgets Image), closing it unless told not to."""
+def figure_to_png(fig: Figure, dpi: int = 80, close: bool = True, tight: bool = True) -> bytes:
+    """Render a figure to PNG bytes (for an ipywidgets Image), closing it unless told not to.
+    ``tight=False`` skips the bounding-box pass (faster, for widgets that redraw often)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    if tight:
+        fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    else:  # one draw on an Agg canvas, then a fast PNG encoding
+        canvas = FigureCanvasAgg(fig)
+        fig.set_dpi(dpi)
+        canvas.draw()
+        PIL.Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).save(
+            buf, format="png", compress_level=1)
     if close:
         plt.close(fig)
     return buf.getvalue()
