@@ -30,3 +30,17 @@ def _close_figures():
     """No figure outlives its test."""
     yield
     plt.close("all")
+
+
+def bent_latent_model(seed: int, hidden: int, std_bias: float):
+    """A small untrained LatentGaussianModel whose output layer is scaled up, so that its
+    Gaussians' centres move with z, with their stds set by ``std_bias`` (softplus(std_bias) + 0.05):
+    a curved, narrow density, a harder target than the default initialization."""
+    from vae_lesson.models import LatentGaussianModel
+
+    torch.manual_seed(seed)
+    model = LatentGaussianModel(latent_dim=1, data_dim=2, hidden=hidden)
+    with torch.no_grad():
+        model.decoder.net[-1].weight.mul_(3.0)
+        model.decoder.net[-1].bias[2:] = std_bias
+    return model.requires_grad_(False)

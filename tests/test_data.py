@@ -84,8 +84,9 @@ def test_binarize_threshold_semantics():
 
 def test_binarize_rejects_raw_levels(raw_digits):
     raw_x, _ = raw_digits
-    with pytest.raises(ValueError, match="16"):
+    with pytest.raises(ValueError, match="divide") as info:
         binarize(torch.as_tensor(raw_x[:5]))
+    assert "by 16" in str(info.value)
 
 
 def test_binarize_rejects_negative_values():
@@ -99,7 +100,7 @@ def test_binarize_rejects_bad_threshold(threshold):
         binarize(torch.tensor([0.2, 0.8]), threshold=threshold)
 
 
-EXPECTED_LABELS = {"mixture": {0, 1, 2}, "moons": {0, 1}, "rings": {0, 1}}
+EXPECTED_LABELS = {"mixture": {0, 1, 2}, "moons": {0, 1}, "rings": {0, 1}, "spiral": {0, 1}}
 
 
 def test_toy_names_are_documented():
@@ -148,3 +149,16 @@ def test_make_toy_2d_unknown_name_lists_names():
 def test_make_toy_2d_bad_arguments(kwargs, word):
     with pytest.raises(ValueError, match=word):
         make_toy_2d("moons", **kwargs)
+
+
+def test_spiral_labels_inner_and_outer_half():
+    x, labels = make_toy_2d("spiral", n=2000, noise=0.0, seed=1)
+    r = x.norm(dim=1)
+    # without noise, label 1 (the outer half of the arm) is exactly the points farther out
+    assert r[labels == 1].min() > r[labels == 0].max()
+    assert 0.3 < labels.float().mean() < 0.7
+    # one arm: the angle turns steadily, always the same way, as the radius grows, over more than a turn
+    order = torch.argsort(r)
+    turned = np.unwrap(torch.atan2(x[order, 1], x[order, 0]).numpy())
+    assert np.all(np.diff(turned) >= -1e-4)
+    assert turned[-1] - turned[0] > 2 * np.pi

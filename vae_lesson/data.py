@@ -74,7 +74,7 @@ def make_toy_2d(name: str = "moons", n: int = 500, noise: float = 0.08, seed: in
     """A small synthetic 2-D data set for density pictures.
 
     name: "mixture" (three Gaussian blobs), "moons" (two interleaved half circles), "rings"
-    (two concentric circles) or "spiral" (one arm of 1.5 turns, a curve a 1-D latent can
+    (two concentric circles) or "spiral" (one arm of about 1.2 turns, a curve a 1-D latent can
     trace). Returns (x, labels): x (n, 2) float32, labels (n,) int64 saying which blob, moon or
     ring each point came from (for the spiral: 0 on the inner half of the arm, 1 on the outer).
     """

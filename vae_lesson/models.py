@@ -87,10 +87,10 @@ class FiniteMixture:
         q: (N, K) rows of probabilities. ELBO <= log p(x_n), with equality iff q_n = p(z|x_n).
         """
         joint = self.joint_log_prob(x)
-        q = as_tensor(q, "q")
+        q = as_tensor(q, "q").to(joint.dtype)
         if q.shape != joint.shape:
             raise ValueError(f"q must have shape {tuple(joint.shape)} (data points, components), got {tuple(q.shape)}")
-        if (q < 0).any() or not torch.allclose(q.sum(-1), torch.ones(()), atol=1e-4):
+        if (q < 0).any() or not torch.allclose(q.sum(-1), torch.ones((), dtype=q.dtype), atol=1e-4):
             raise ValueError("q must hold probabilities: non-negative rows that sum to 1 over the components")
         expected_joint = torch.where(q > 0, q * joint, torch.zeros(()))  # 0 * log 0 counts as 0
         return expected_joint.sum(-1) - torch.special.xlogy(q, q).sum(-1)
@@ -126,6 +126,8 @@ class GaussianMixture(FiniteMixture):
         check_ndim(weights, "weights", 1, "(K,) mixture weights")
         check_ndim(means, "means", 2, "(K, D): one mean per component")
         check_ndim(covs, "covs", 3, "(K, D, D): one covariance matrix per component")
+        dtype = torch.promote_types(torch.promote_types(weights.dtype, means.dtype), covs.dtype)
+        weights, means, covs = weights.to(dtype), means.to(dtype), covs.to(dtype)
         K, Dm = means.shape
         if weights.shape[0] != K or covs.shape != (K, Dm, Dm):
             raise ValueError(
@@ -147,7 +149,7 @@ class GaussianMixture(FiniteMixture):
     def _check_x(self, x) -> torch.Tensor:
         x = check_finite(as_tensor(x, "x"), "x")
         check_ndim(x, "x", 2, f"(N, {self.dim}): a batch of points; use x[None] for one point")
-        return check_last_dim(x, "x", self.dim, "the data dimension of the means")
+        return check_last_dim(x, "x", self.dim, "the data dimension of the means").to(self.means.dtype)
 
     def components(self) -> D.MultivariateNormal:
         """The decoder p(x | z=k) for all k, as a batch of K MultivariateNormals."""
@@ -178,7 +180,7 @@ class GaussianMixture(FiniteMixture):
         means = resp.T @ x / nk[:, None]
         diff = x[None, :, :] - means[:, None, :]  # (K, N, D)
         covs = torch.einsum("nk,kni,knj->kij", resp, diff, diff) / nk[:, None, None]
-        covs = covs + reg * torch.eye(x.shape[1])
+        covs = covs + reg * torch.eye(x.shape[1], dtype=covs.dtype)
         return cls(weights, means, covs)
 
     @classmethod
@@ -192,8 +194,8 @@ class GaussianMixture(FiniteMixture):
             raise ValueError(f"n_components ({n_components}) cannot exceed the number of points ({x.shape[0]})")
         idx = torch.randperm(x.shape[0], generator=generator)[:n_components]
         var = x.var(0).mean().clamp_min(1e-6)
-        covs = var * torch.eye(x.shape[1]).expand(n_components, -1, -1).clone()
-        return cls(torch.full((n_components,), 1.0 / n_components), x[idx].clone(), covs)
+        covs = var * torch.eye(x.shape[1], dtype=x.dtype).expand(n_components, -1, -1).clone()
+        return cls(torch.full((n_components,), 1.0 / n_components, dtype=x.dtype), x[idx].clone(), covs)
 
 
 def fit_em(model: FiniteMixture, x, n_iter: int = 20):

@@ -17,8 +17,8 @@ def seed_everything(seed: int = DEFAULT_SEED, threads: int = 1) -> torch.Generat
 
     Returns a ``torch.Generator`` seeded with ``seed`` for code that wants its own stream.
     """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
         raise ValueError(f"threads must be a positive integer, got {threads!r}")
     seed = int(seed)

@@ -1,0 +1,166 @@
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from vae_lesson import plots
+from vae_lesson.models import EMStepReport
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def no_figures_left():
+    yield
+    plt.close("all")
+
+
+def std_normal_2d(pts):
+    return -0.5 * (pts ** 2).sum(-1) - np.log(2 * np.pi)
+
+
+def _assert_png_figure(fig):
+    assert isinstance(fig, Figure)
+    num = fig.number
+    png = plots.figure_to_png(fig)
+    assert isinstance(png, bytes)
+    assert png.startswith(PNG_MAGIC)
+    assert len(png) > 1000
+    assert not plt.fignum_exists(num), "figure_to_png closes the figure by default"
+
+
+REPORTS = [EMStepReport(-3.0, -3.0, -2.5, -2.4), EMStepReport(-2.4, -2.4, -2.2, -2.15),
+           EMStepReport(-2.15, -2.15, -2.1, -2.09)]
+
+HELPERS = {
+    "density_image": lambda: plots.density_image(std_normal_2d, n=30, title="N(0, I)"),
+    "density_contours": lambda: plots.density_contours(std_normal_2d, n=30, title="N(0, I)"),
+    "scatter_plain": lambda: plots.scatter_samples(torch.randn(50, 2), title="points"),
+    "scatter_labels": lambda: plots.scatter_samples(torch.randn(50, 2), labels=torch.arange(50) % 3),
+    "scatter_colors": lambda: plots.scatter_samples(np.random.randn(50, 2), colors=np.random.rand(50, 3)),
+    "digit_grid_flat": lambda: plots.digit_grid(torch.rand(12, 64), ncols=5),
+    "digit_grid_square": lambda: plots.digit_grid(np.random.rand(3, 8, 8), titles=["a", "b", "c"]),
+    "em_bounds": lambda: plots.em_bounds(REPORTS),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HELPERS))
+def test_helper_returns_a_figure_that_renders(name):
+    _assert_png_figure(HELPERS[name]())
+
+
+def test_density_image_shades_the_density():
+    fig = plots.density_image(std_normal_2d, xlim=(-3, 3), ylim=(-3, 3), n=31)
+    img = fig.axes[0].images[0].get_array()
+    assert img.shape == (31, 31)
+    # the brightest pixel is the mode at the centre, and the values are densities (not logs)
+    assert np.unravel_index(np.argmax(img), img.shape) == (15, 15)
+    assert img.max() == pytest.approx(1 / (2 * np.pi), rel=1e-5)
+
+
+def test_drawing_on_a_given_axis_uses_its_figure():
+    fig, axes = plt.subplots(1, 3)
+    assert plots.density_image(std_normal_2d, n=20, ax=axes[0]) is fig
+    assert plots.scatter_samples(torch.randn(10, 2), ax=axes[1]) is fig
+    assert plots.em_bounds(REPORTS, ax=axes[2]) is fig
+    _assert_png_figure(fig)
+
+
+def test_digit_grid_layout():
+    fig = plots.digit_grid(torch.rand(12, 64), ncols=5)
+    assert len(fig.axes) == 15  # 3 rows of 5
+    assert sum(len(ax.images) for ax in fig.axes) == 12
+    fig = plots.digit_grid(torch.rand(2, 64), ncols=10)
+    assert len(fig.axes) == 2  # never more columns than images
+
+
+def test_scatter_labels_make_one_group_per_label():
+    fig = plots.scatter_samples(torch.randn(30, 2), labels=torch.tensor([0, 1, 2] * 10))
+    assert len(fig.axes[0].collections) == 3
+
+
+def test_grid_2d():
+    xx, yy, pts = plots.grid_2d((-1, 1), (0, 2), n=5)
+    assert xx.shape == yy.shape == (5, 5)
+    assert pts.shape == (25, 2) and pts.dtype == torch.float32
+    assert pts[:, 0].min() == -1 and pts[:, 0].max() == 1
+    assert pts[:, 1].min() == 0 and pts[:, 1].max() == 2
+
+
+def test_figure_to_png_can_keep_the_figure_open():
+    fig = plots.scatter_samples(torch.randn(5, 2))
+    png = plots.figure_to_png(fig, close=False)
+    assert png.startswith(PNG_MAGIC)
+    assert plt.fignum_exists(fig.number)
+
+
+@pytest.mark.parametrize("x", [torch.randn(10, 3), torch.randn(10), torch.randn(2, 5, 2)])
+def test_scatter_rejects_bad_shapes(x):
+    with pytest.raises(ValueError, match=r"\(N, 2\)"):
+        plots.scatter_samples(x)
+
+
+@pytest.mark.parametrize("images", [torch.rand(4, 10), torch.rand(4, 8, 7), torch.rand(64)])
+def test_digit_grid_rejects_bad_shapes(images):
+    with pytest.raises(ValueError, match=r"\(N, 64\) or \(N, 8, 8\)"):
+        plots.digit_grid(images)
+
+
+# the default colour cycle, written out (matplotlib's "tab10"), independent of plots.mix_colours
+TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def _rgb(hex_colour):
+    return np.array([int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+
+
+def test_mix_colours_one_hot_gives_the_label_colours():
+    probs = torch.eye(4)[[0, 1, 2, 3, 1]]
+    got = plots.mix_colours(probs)
+    assert got.shape == (5, 3)
+    np.testing.assert_allclose(got, np.stack([_rgb(TAB10[k]) for k in [0, 1, 2, 3, 1]]), atol=1e-12)
+
+
+def test_mix_colours_blends_by_probability():
+    probs = np.array([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    expected = probs @ np.stack([_rgb(c) for c in TAB10[:3]])
+    np.testing.assert_allclose(plots.mix_colours(probs), expected, atol=1e-12)
+    # rows of probabilities give valid RGB, which scatter_samples accepts
+    p = torch.softmax(torch.randn(20, 12), -1)  # more components than colours: the cycle repeats
+    rgb = plots.mix_colours(p)
+    assert rgb.shape == (20, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    _assert_png_figure(plots.scatter_samples(torch.randn(20, 2), colors=rgb))
+
+
+@pytest.mark.parametrize("probs", [np.ones(3), np.ones((2, 3, 1))])
+def test_mix_colours_rejects_bad_shapes(probs):
+    with pytest.raises(ValueError, match=r"\(N, K\)"):
+        plots.mix_colours(probs)
+
+
+@pytest.mark.parametrize("tight", [True, False])
+def test_figure_to_png_tight_and_fast(tight):
+    from PIL import Image
+    import io
+
+    fig = plt.figure(figsize=(5, 4))
+    fig.add_subplot().plot([0, 1], [0, 1])
+    png = plots.figure_to_png(fig, dpi=50, tight=tight)
+    assert png.startswith(PNG_MAGIC)
+    img = Image.open(io.BytesIO(png))
+    img.load()
+    if tight:  # cropped to the drawn content
+        assert img.size[0] <= 250 and img.size[1] <= 200
+    else:  # the whole canvas: figsize x dpi
+        assert img.size == (250, 200)
+    assert not plt.fignum_exists(fig.number)
+
+
+def test_figure_to_png_fast_path_on_an_unmanaged_figure():
+    fig = Figure(figsize=(2, 2))
+    fig.add_subplot().plot([0, 1], [1, 0])
+    a = plots.figure_to_png(fig, close=False, tight=False)
+    fig.axes[0].set_title("changed")
+    b = plots.figure_to_png(fig, close=False, tight=False)
+    assert a.startswith(PNG_MAGIC) and b.startswith(PNG_MAGIC) and a != b
