@@ -19,6 +19,19 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def coalesce_streams(outputs: list) -> list:
+    """Merge consecutive outputs of the same stream: how a print is split into chunks depends
+    on timing, and the stored notebook should not."""
+    merged: list = []
+    for out in outputs:
+        if (out.output_type == "stream" and merged and merged[-1].output_type == "stream"
+                and merged[-1].name == out.name):
+            merged[-1].text += out.text
+        else:
+            merged.append(out)
+    return merged
+
+
 def refresh(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
@@ -28,6 +41,8 @@ def refresh(path: Path) -> float:
     nb.metadata.pop("widgets", None)
     for i, cell in enumerate(nb.cells):
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = coalesce_streams(cell.outputs)
         cell.id = f"cell-{i:02d}"  # stable ids: diffs show content changes only
     nbformat.write(nb, path)
     return seconds
