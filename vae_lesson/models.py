@@ -323,3 +323,188 @@ class LatentGaussianModel(nn.Module):
         z = torch.randn(n_samples, self.latent_dim, generator=generator)
         log_px_given_z = self.decoder(z).log_prob(x[:, None, :])  # (N, K)
         return torch.logsumexp(log_px_given_z, dim=-1) - math.log(n_samples)
+
+
+class LinearGaussianModel:
+    """Probabilistic PCA, a latent-variable model with every answer in closed form:
+
+        p(z) = N(0, I_d),   p(x | z) = N(W z + b, sigma^2 I_D),   W (D, d), b (D,), sigma > 0.
+
+    marginal   p(x)     = N(b, W W^T + sigma^2 I_D)
+    posterior  p(z | x) = N(M^{-1} W^T (x - b), sigma^2 M^{-1}),   M = W^T W + sigma^2 I_d.
+
+    Computations run in float64 so that identities can be checked to 1e-6 or better.
+    """
+
+    def __init__(self, W, b, sigma):
+        W = check_finite(as_tensor(W, "W"), "W").to(torch.float64)
+        check_ndim(W, "W", 2, "(D, d): data dimension by latent dimension")
+        b = check_finite(as_tensor(b, "b"), "b").to(torch.float64)
+        check_ndim(b, "b", 1, "(D,)")
+        if b.shape[0] != W.shape[0]:
+            raise ValueError(f"b must have shape ({W.shape[0]},) to match W {tuple(W.shape)}, got {tuple(b.shape)}")
+        sigma = as_tensor(sigma, "sigma").to(torch.float64)
+        if sigma.dim() != 0:
+            raise ValueError(f"sigma must be one number (the noise std), got shape {tuple(sigma.shape)}")
+        check_positive(check_finite(sigma, "sigma"), "sigma")
+        self.W, self.b, self.sigma = W, b, sigma
+
+    @classmethod
+    def random(cls, data_dim: int, latent_dim: int, sigma: float, seed: int = 0, scale: float = 1.0):
+        """A model with W ~ N(0, scale^2) entries and b ~ N(0, 1), drawn with ``seed``."""
+        check_positive_int(data_dim, "data_dim")
+        check_positive_int(latent_dim, "latent_dim")
+        g = torch.Generator().manual_seed(seed)
+        W = scale * torch.randn(data_dim, latent_dim, generator=g, dtype=torch.float64)
+        return cls(W, torch.randn(data_dim, generator=g, dtype=torch.float64), sigma)
+
+    @property
+    def data_dim(self) -> int:
+        return self.W.shape[0]
+
+    @property
+    def latent_dim(self) -> int:
+        return self.W.shape[1]
+
+    def _check_x(self, x) -> torch.Tensor:
+        x = check_finite(as_tensor(x, "x"), "x").to(torch.float64)
+        check_ndim(x, "x", 2, f"(N, {self.data_dim}): a batch of points; use x[None] for one point")
+        return check_last_dim(x, "x", self.data_dim, "the data dimension D of W")
+
+    @property
+    def prior(self) -> D.MultivariateNormal:
+        """p(z) = N(0, I_d)."""
+        d = self.latent_dim
+        return D.MultivariateNormal(torch.zeros(d, dtype=torch.float64), torch.eye(d, dtype=torch.float64))
+
+    def decoder(self, z) -> D.Independent:
+        """p(x | z) = N(W z + b, sigma^2 I) for z (..., d)."""
+        z = as_tensor(z, "z").to(torch.float64)
+        check_last_dim(z, "z", self.latent_dim, "the latent dimension d of W")
+        loc = z @ self.W.T + self.b
+        return D.Independent(D.Normal(loc, self.sigma.expand(loc.shape)), 1)
+
+    def joint_log_prob(self, x, z) -> torch.Tensor:
+        """log p(x, z) = log p(z) + log p(x | z), broadcasting x (..., D) against z (..., d)."""
+        z = as_tensor(z, "z").to(torch.float64)
+        return self.prior.log_prob(z) + self.decoder(z).log_prob(as_tensor(x, "x").to(torch.float64))
+
+    def marginal(self) -> D.MultivariateNormal:
+        """p(x) = N(b, W W^T + sigma^2 I)."""
+        cov = self.W @ self.W.T + self.sigma**2 * torch.eye(self.data_dim, dtype=torch.float64)
+        return D.MultivariateNormal(self.b, covariance_matrix=cov)
+
+    def log_marginal(self, x) -> torch.Tensor:
+        """(N,): log p(x_n), exact."""
+        return self.marginal().log_prob(self._check_x(x))
+
+    def posterior(self, x) -> D.MultivariateNormal:
+        """p(z | x_n) for each row of x: a batch of N Gaussians N(M^{-1} W^T (x_n - b), sigma^2 M^{-1})."""
+        x = self._check_x(x)
+        M = self.W.T @ self.W + self.sigma**2 * torch.eye(self.latent_dim, dtype=torch.float64)
+        mean = torch.linalg.solve(M, self.W.T @ (x - self.b).T).T  # (N, d)
+        cov = self.sigma**2 * torch.linalg.inv(M)
+        return D.MultivariateNormal(mean, covariance_matrix=cov.expand(x.shape[0], -1, -1))
+
+    def expected_log_likelihood(self, x, q_mean, q_cov) -> torch.Tensor:
+        """(N,): E_{q(z)}[log p(x_n | z)] for Gaussian q_n = N(q_mean[n], q_cov[n]), in closed form:
+        -D/2 log(2 pi sigma^2) - (||x - W m - b||^2 + tr(W S W^T)) / (2 sigma^2)."""
+        x = self._check_x(x)
+        m, S = _gaussian_q(q_mean, q_cov, x.shape[0], self.latent_dim)
+        resid = x - m @ self.W.T - self.b
+        trace = torch.einsum("ij,njk,ik->n", self.W, S, self.W)
+        s2 = self.sigma**2
+        return -0.5 * self.data_dim * torch.log(2 * math.pi * s2) - (resid.pow(2).sum(-1) + trace) / (2 * s2)
+
+    def elbo(self, x, q_mean, q_cov) -> torch.Tensor:
+        """(N,): ELBO(x_n; q_n) = E_q[log p(x|z)] - KL(q || p(z)), exact for Gaussian q."""
+        x = self._check_x(x)
+        m, S = _gaussian_q(q_mean, q_cov, x.shape[0], self.latent_dim)
+        q = D.MultivariateNormal(m, covariance_matrix=S)
+        return self.expected_log_likelihood(x, m, S) - D.kl_divergence(q, self.prior)
+
+    def sample(self, n: int, generator: torch.Generator | None = None):
+        """Ancestral sampling: z ~ N(0, I), x = W z + b + sigma * eps. Returns x (n, D), z (n, d)."""
+        check_positive_int(n, "n")
+        z = torch.randn(n, self.latent_dim, generator=generator, dtype=torch.float64)
+        eps = torch.randn(n, self.data_dim, generator=generator, dtype=torch.float64)
+        return z @ self.W.T + self.b + self.sigma * eps, z
+
+
+def _gaussian_q(q_mean, q_cov, n: int, d: int):
+    """Validate a batch of Gaussian q's: mean (N, d) or (d,), covariance (N, d, d) or (d, d)."""
+    m = check_finite(as_tensor(q_mean, "q_mean"), "q_mean").to(torch.float64)
+    S = check_finite(as_tensor(q_cov, "q_cov"), "q_cov").to(torch.float64)
+    m = m.expand(n, d) if m.shape == (d,) else m
+    S = S.expand(n, d, d) if S.shape == (d, d) else S
+    if m.shape != (n, d):
+        raise ValueError(f"q_mean must have shape ({n}, {d}) or ({d},), got {tuple(as_tensor(q_mean, 'q_mean').shape)}")
+    if S.shape != (n, d, d):
+        raise ValueError(f"q_cov must have shape ({n}, {d}, {d}) or ({d}, {d}), got {tuple(as_tensor(q_cov, 'q_cov').shape)}")
+    if (torch.linalg.eigvalsh(S) <= 0).any():
+        raise ValueError("q_cov must be positive definite: every variance (and eigenvalue) > 0")
+    return m, S
+
+
+class Latent1DModel:
+    """A one-dimensional latent z with a non-Gaussian posterior, computed on a fine grid:
+
+        p(z) = N(0, prior_std^2),   p(x | z) = N(a tanh(z / c), noise_std^2),   x a scalar.
+
+    The saturating decoder mean makes p(z | x) skewed, so no Gaussian q matches it exactly.
+    Integrals over z use the trapezoid rule on ``n_grid`` points over +-``z_max``: accurate to
+    far better than 1e-8 for the smooth integrands here.
+    """
+
+    def __init__(self, prior_std: float = 3.0, a: float = 2.0, c: float = 2.0, noise_std: float = 0.6,
+                 z_max: float = 15.0, n_grid: int = 30001):
+        for name, v in (("prior_std", prior_std), ("c", c), ("noise_std", noise_std), ("z_max", z_max)):
+            if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        check_positive_int(n_grid, "n_grid")
+        self.prior_std, self.a, self.c, self.noise_std = float(prior_std), float(a), float(c), float(noise_std)
+        self.z = torch.linspace(-z_max, z_max, n_grid, dtype=torch.float64)
+
+    @property
+    def prior(self) -> D.Normal:
+        return D.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(self.prior_std, dtype=torch.float64))
+
+    def decoder(self, z) -> D.Normal:
+        """p(x | z) = N(a tanh(z / c), noise_std^2)."""
+        z = as_tensor(z, "z").to(torch.float64)
+        return D.Normal(self.a * torch.tanh(z / self.c), torch.tensor(self.noise_std, dtype=torch.float64))
+
+    def joint_log_prob(self, x: float, z) -> torch.Tensor:
+        """log p(x, z) = log p(z) + log p(x | z) for a scalar x and any shape of z."""
+        z = as_tensor(z, "z").to(torch.float64)
+        return self.prior.log_prob(z) + self.decoder(z).log_prob(torch.as_tensor(float(x), dtype=torch.float64))
+
+    def _integrate(self, values: torch.Tensor) -> torch.Tensor:
+        return torch.trapezoid(values, self.z)
+
+    def log_marginal(self, x: float) -> float:
+        """log p(x) = log integral p(x, z) dz, on the grid (stable: factor out the max)."""
+        lj = self.joint_log_prob(x, self.z)
+        top = lj.max()
+        return (top + self._integrate((lj - top).exp()).log()).item()
+
+    def posterior_log_prob(self, x: float, z) -> torch.Tensor:
+        """log p(z | x) = log p(x, z) - log p(x)."""
+        return self.joint_log_prob(x, z) - self.log_marginal(x)
+
+    def _q(self, q_mean: float, q_std: float) -> D.Normal:
+        if not (q_std > 0 and math.isfinite(q_std)):
+            raise ValueError(f"q_std must be a positive number, got {q_std!r}")
+        return D.Normal(torch.tensor(float(q_mean), dtype=torch.float64), torch.tensor(float(q_std), dtype=torch.float64))
+
+    def elbo(self, x: float, q_mean: float, q_std: float) -> float:
+        """ELBO(q) = integral q(z) [log p(x, z) - log q(z)] dz for q = N(q_mean, q_std^2), on the grid."""
+        q = self._q(q_mean, q_std)
+        lq = q.log_prob(self.z)
+        return self._integrate(lq.exp() * (self.joint_log_prob(x, self.z) - lq)).item()
+
+    def kl_to_posterior(self, x: float, q_mean: float, q_std: float) -> float:
+        """KL(q(z) || p(z | x)) = integral q(z) [log q(z) - log p(z | x)] dz, on the grid."""
+        q = self._q(q_mean, q_std)
+        lq = q.log_prob(self.z)
+        return self._integrate(lq.exp() * (lq - self.posterior_log_prob(x, self.z))).item()

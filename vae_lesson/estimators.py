@@ -1,0 +1,60 @@
+"""Monte Carlo estimators of the marginal likelihood p(x) = integral p(x, z) dz (Lecture 6, 4:15-13:20).
+
+Each works in log space: K log-weights log w_k become log p_hat = log (1/K) sum_k w_k, computed
+with log-sum-exp so that tiny weights (e^-500 is common) neither underflow nor overflow.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import distributions as D
+
+from .validation import check_positive_int
+
+
+def log_mean_exp(log_w: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """log (1/K) sum_k exp(log_w_k) along ``dim``, stably (K = log_w.shape[dim])."""
+    if log_w.shape[dim] == 0:
+        raise ValueError("log_w is empty along dim: need at least one sample (K >= 1)")
+    return torch.logsumexp(log_w, dim=dim) - math.log(log_w.shape[dim])
+
+
+def log_marginal_naive(
+    log_likelihood: Callable[[torch.Tensor], torch.Tensor], prior: D.Distribution, n_samples: int,
+) -> torch.Tensor:
+    """Naive Monte Carlo (4:15): z_k ~ p(z), p_hat(x) = (1/K) sum_k p(x | z_k); returns log p_hat.
+
+    log_likelihood(z) maps z (K, ..., d) to log p(x | z) (K, ...), for one or a batch of x.
+    p_hat is unbiased for p(x); log p_hat is biased low (Jensen).
+    """
+    check_positive_int(n_samples, "n_samples")
+    z = prior.sample((n_samples,))
+    return log_mean_exp(log_likelihood(z), dim=0)
+
+
+def log_marginal_importance(
+    log_joint: Callable[[torch.Tensor], torch.Tensor], proposal: D.Distribution, n_samples: int,
+    chunk_size: int = 1000,
+) -> torch.Tensor:
+    """Importance sampling (13:20): z_k ~ q(z), p_hat(x) = (1/K) sum_k p(x, z_k) / q(z_k); returns log p_hat.
+
+    log_joint(z) maps z (k, ..., d) to log p(x, z) (k, ...); ``proposal`` is q, with batch shape
+    matching the x's (one q per x). Samples are drawn ``chunk_size`` at a time, so K can be large
+    (K = 5000 for a VAE) without holding every sample in memory. Unbiased for p(x); log p_hat
+    is the importance-weighted bound, below log p(x) on average and tight as K grows.
+    """
+    check_positive_int(n_samples, "n_samples")
+    check_positive_int(chunk_size, "chunk_size")
+    chunks = []
+    for start in range(0, n_samples, chunk_size):
+        k = min(chunk_size, n_samples - start)
+        z = proposal.sample((k,))
+        chunks.append(torch.logsumexp(log_joint(z) - proposal.log_prob(z), dim=0))
+    return torch.logsumexp(torch.stack(chunks), dim=0) - math.log(n_samples)
+
+
+def effective_sample_size(log_w: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """(sum_k w_k)^2 / sum_k w_k^2: how many of the K samples effectively carry the estimate."""
+    return torch.exp(2 * torch.logsumexp(log_w, dim) - torch.logsumexp(2 * log_w, dim))
