@@ -4,8 +4,8 @@
     .venv/bin/python tools/refresh_notebooks.py notebooks/01_*.ipynb
 
 Runs each notebook top to bottom in a fresh kernel (as "Restart and run all" does), stores
-its outputs, drops volatile metadata (timings, the saved state of widgets, whose images would
-bloat the file and which a reader must re-run to use anyway) and prints the wall time.
+its outputs with the widgets' saved state (so JupyterLab shows the finished progress bars and
+the widgets' last pictures before anything is run), drops timings, and prints the wall time.
 """
 from __future__ import annotations
 
@@ -38,7 +38,6 @@ def refresh(path: Path) -> float:
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}},
                    record_timing=False).execute()
     seconds = time.perf_counter() - start
-    nb.metadata.pop("widgets", None)
     for i, cell in enumerate(nb.cells):
         cell.metadata.pop("execution", None)
         if cell.cell_type == "code":

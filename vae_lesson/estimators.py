@@ -21,17 +21,26 @@ def log_mean_exp(log_w: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return torch.logsumexp(log_w, dim=dim) - math.log(log_w.shape[dim])
 
 
+def _log_mean_exp_chunked(log_weights: Callable[[int], torch.Tensor], n_samples: int, chunk_size: int):
+    """log (1/K) sum_k w_k, drawing the K log-weights ``chunk_size`` at a time (bounded memory)."""
+    check_positive_int(n_samples, "n_samples")
+    check_positive_int(chunk_size, "chunk_size")
+    chunks = [torch.logsumexp(log_weights(min(chunk_size, n_samples - start)), dim=0)
+              for start in range(0, n_samples, chunk_size)]
+    return torch.logsumexp(torch.stack(chunks), dim=0) - math.log(n_samples)
+
+
 def log_marginal_naive(
     log_likelihood: Callable[[torch.Tensor], torch.Tensor], prior: D.Distribution, n_samples: int,
+    chunk_size: int = 1000,
 ) -> torch.Tensor:
     """Naive Monte Carlo (4:15): z_k ~ p(z), p_hat(x) = (1/K) sum_k p(x | z_k); returns log p_hat.
 
-    log_likelihood(z) maps z (K, ..., d) to log p(x | z) (K, ...), for one or a batch of x.
-    p_hat is unbiased for p(x); log p_hat is biased low (Jensen).
+    log_likelihood(z) maps z (k, ..., d) to log p(x | z) (k, ...); give ``prior`` a batch shape
+    (``prior.expand((R,))``) to get R independent estimates at once. p_hat is unbiased for p(x);
+    log p_hat is biased low (Jensen).
     """
-    check_positive_int(n_samples, "n_samples")
-    z = prior.sample((n_samples,))
-    return log_mean_exp(log_likelihood(z), dim=0)
+    return _log_mean_exp_chunked(lambda k: log_likelihood(prior.sample((k,))), n_samples, chunk_size)
 
 
 def log_marginal_importance(
@@ -40,19 +49,18 @@ def log_marginal_importance(
 ) -> torch.Tensor:
     """Importance sampling (13:20): z_k ~ q(z), p_hat(x) = (1/K) sum_k p(x, z_k) / q(z_k); returns log p_hat.
 
-    log_joint(z) maps z (k, ..., d) to log p(x, z) (k, ...); ``proposal`` is q, with batch shape
-    matching the x's (one q per x). Samples are drawn ``chunk_size`` at a time, so K can be large
-    (K = 5000 for a VAE) without holding every sample in memory. Unbiased for p(x); log p_hat
-    is the importance-weighted bound, below log p(x) on average and tight as K grows.
+    log_joint(z) maps z (k, ..., d) to log p(x, z) (k, ...); ``proposal`` is q, with a batch shape
+    matching the x's (one q per x, or ``q.expand((R,))`` for R repeated estimates). Samples are
+    drawn ``chunk_size`` at a time, so K can be large (K = 5000 for a VAE) in bounded memory.
+    Unbiased for p(x); log p_hat is the importance-weighted bound, below log p(x) on average
+    and tight as K grows.
     """
-    check_positive_int(n_samples, "n_samples")
-    check_positive_int(chunk_size, "chunk_size")
-    chunks = []
-    for start in range(0, n_samples, chunk_size):
-        k = min(chunk_size, n_samples - start)
+
+    def log_weights(k: int) -> torch.Tensor:
         z = proposal.sample((k,))
-        chunks.append(torch.logsumexp(log_joint(z) - proposal.log_prob(z), dim=0))
-    return torch.logsumexp(torch.stack(chunks), dim=0) - math.log(n_samples)
+        return log_joint(z) - proposal.log_prob(z)
+
+    return _log_mean_exp_chunked(log_weights, n_samples, chunk_size)
 
 
 def effective_sample_size(log_w: torch.Tensor, dim: int = -1) -> torch.Tensor:

@@ -5,14 +5,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import math
+
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from torch import distributions as D
 
 from . import plots
-from .models import LatentGaussianModel
+from .estimators import effective_sample_size, log_mean_exp
+from .models import Latent1DModel, LatentGaussianModel, LinearGaussianModel
 from .validation import check_positive_int
+
+
+def _image(fig, dpi: int = 80) -> widgets.Image:
+    """An Image widget shown at the figure's natural pixel size (never stretched to the page)."""
+    width = int(fig.get_figwidth() * dpi)
+    return widgets.Image(format="png", layout=widgets.Layout(width=f"{width}px", max_width="100%", height="auto"))
 
 
 @dataclass
@@ -53,11 +63,8 @@ def latent_samples_explorer(
     slider = widgets.IntSlider(value=1, min=1, max=max_k, step=1, description="K latents",
                                continuous_update=False)
     source = widgets.ToggleButtons(options=[("random z ~ p(z)", "random"), ("quantiles of p(z)", "quantiles")],
-                                   value="random", description="z from")
-    image = widgets.Image(format="png")
+                                   value="random", description="z from", style={"description_width": "initial"})
     label = widgets.HTML()
-    parts = WidgetParts({"k": slider, "source": source}, image, label,
-                        widgets.VBox([widgets.HBox([slider, source]), image, label]))
 
     def latents(k: int, how: str) -> torch.Tensor:
         if how == "random":
@@ -68,6 +75,9 @@ def latent_samples_explorer(
     # One figure, drawn once; each update only swaps the image data and the dots, then renders.
     xx, yy, grid = plots.grid_2d(xlim, ylim, n=100)
     fig = plt.Figure(figsize=(5, 4))  # not registered with pyplot: never shown twice, never leaked
+    image = _image(fig)
+    parts = WidgetParts({"k": slider, "source": source}, image, label,
+                        widgets.VBox([widgets.HBox([slider, source]), image, label]))
     ax = fig.add_subplot()
     shade = ax.imshow(xx * 0, origin="lower", extent=(*xlim, *ylim), cmap="viridis", aspect="auto",
                       interpolation="bilinear")
@@ -99,5 +109,133 @@ def latent_samples_explorer(
 
     slider.observe(redraw, names="value")
     source.observe(redraw, names="value")
+    redraw()
+    return parts
+
+
+def _scaled(density: np.ndarray) -> np.ndarray:
+    return density / density.max() if density.max() > 0 else density
+
+
+def importance_sampling_explorer(
+    model: LinearGaussianModel, x: torch.Tensor, n_repeats: int = 300, seed: int = 0,
+) -> WidgetParts:
+    """Sliders for a proposal q(z) = N(mean, std^2) over a 1-D latent and the sample count K ->
+    the histogram of ``n_repeats`` independent estimates log p_hat(x) (importance sampling with q)
+    against the exact log p(x).
+
+    The estimates reuse one fixed table of standard-normal noise (z = mean + std * eps), so moving
+    a slider changes the estimator, not the luck. mean 0 and std 1 make q the prior: naive Monte
+    Carlo. Redraws on release (continuous_update=False).
+    """
+    check_positive_int(n_repeats, "n_repeats")
+    if model.latent_dim != 1:
+        raise ValueError(f"the explorer needs a 1-D latent, got latent_dim={model.latent_dim}")
+    x = model._check_x(x)
+    if x.shape[0] != 1:
+        raise ValueError(f"x must be one data point of shape (1, {model.data_dim}), got {tuple(x.shape)}")
+    k_options = [1, 3, 10, 30, 100, 300, 1000, 3000, 10000]
+    eps = torch.randn(n_repeats, k_options[-1], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    exact = model.log_marginal(x).item()
+    post = model.posterior(x)
+    pm, ps = post.mean.item(), post.covariance_matrix.sqrt().item()
+
+    mean = widgets.FloatSlider(value=0.0, min=-3.0, max=3.0, step=0.01, description="q mean", continuous_update=False)
+    std = widgets.FloatLogSlider(value=1.0, base=10, min=-2, max=0.5, step=0.05, description="q std",
+                                 continuous_update=False)
+    k = widgets.SelectionSlider(options=k_options, value=100, description="K samples", continuous_update=False)
+    fig = plt.Figure(figsize=(10, 3.6))
+    image, label = _image(fig), widgets.HTML()
+    parts = WidgetParts({"mean": mean, "std": std, "k": k}, image, label,
+                        widgets.VBox([widgets.HBox([mean, std, k]), image, label]))
+    ax_z, ax_h = fig.subplots(1, 2)
+    zs = np.linspace(-4, 4, 2000)
+    ax_z.plot(zs, _scaled(np.exp(-0.5 * zs**2)), color="0.5", label="prior p(z)")
+    post_pdf = np.exp(-0.5 * ((zs - pm) / ps) ** 2)
+    ax_z.plot(zs, post_pdf / post_pdf.max(), color="C0", label="posterior p(z|x)")
+    (q_line,) = ax_z.plot([], [], color="C3", label="proposal q(z)")
+    ax_z.set(xlabel="z", ylabel="density / its maximum", ylim=(0, 1.1), title="where the samples come from")
+    ax_z.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+
+    def redraw(_=None):
+        m, s, kk = mean.value, std.value, k.value
+        z = m + s * eps[:, :kk]  # (R, K)
+        log_lik = model.log_likelihood(x, z.reshape(-1, 1, 1)).reshape(z.shape)  # log p(x | z)
+        log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z)
+        log_w = log_lik + log_prior - torch.distributions.Normal(m, s).log_prob(z)  # log p(x,z)/q(z)
+        estimates = log_mean_exp(log_w, dim=1)  # (R,)
+        errors = (estimates - exact).numpy()
+        ess = (effective_sample_size(log_w, dim=1) / kk).mean().item()
+        q_line.set_data(zs, np.exp(-0.5 * ((zs - m) / s) ** 2))
+        ax_h.clear()
+        shown = np.clip(errors, -10, 2)
+        ax_h.hist(shown, bins=np.linspace(-10, 2, 61), color="C3", alpha=0.7)
+        ax_h.axvline(0, color="k", ls="--", lw=1, label="exact log p(x)")
+        ax_h.axvline(float(np.clip(errors.mean(), -10, 2)), color="C3", lw=1.5, label="mean of the estimates")
+        ax_h.set(xlabel="log p_hat(x) - log p(x)   (errors below -10 drawn at -10)", ylabel="count",
+                 title=f"{n_repeats} estimates with K = {kk}")
+        ax_h.legend(loc="upper left", fontsize=8)
+        image.value = plots.figure_to_png(fig, close=False, tight=False)
+        label.value = (
+            f"exact log p(x) = <b>{exact:.3f}</b>; estimates: mean <b>{estimates.mean():.3f}</b> "
+            f"(bias {errors.mean():+.3f} ± {errors.std() / math.sqrt(n_repeats):.3f}), spread (std) "
+            f"{errors.std():.3f}; effective sample size {ess:.1%} of K. "
+            f"Posterior: mean {pm:.3f}, std {ps:.3f}."
+        )
+        parts.state.update(mean=m, std=s, k=kk, exact=exact, estimates=estimates, ess_fraction=ess)
+
+    for control in (mean, std, k):
+        control.observe(redraw, names="value")
+    redraw()
+    return parts
+
+
+def elbo_explorer(model: Latent1DModel, x: float, q_mean: float = -4.0, q_std: float = 0.87) -> WidgetParts:
+    """Sliders for q(z) = N(mean, std^2) over a 1-D posterior p(z|x) -> the posterior and q on one
+    axis, and a bar that splits log p(x) into ELBO(q) + KL(q || p(z|x)), all computed on a grid.
+
+    Redraws on release (continuous_update=False).
+    """
+    log_px = model.log_marginal(x)
+    mean = widgets.FloatSlider(value=q_mean, min=-6.0, max=8.0, step=0.05, description="q mean",
+                               continuous_update=False)
+    std = widgets.FloatSlider(value=q_std, min=0.1, max=4.0, step=0.01, description="q std",
+                              continuous_update=False)
+    fig = plt.Figure(figsize=(10, 3.4))
+    image, label = _image(fig), widgets.HTML()
+    parts = WidgetParts({"mean": mean, "std": std}, image, label,
+                        widgets.VBox([widgets.HBox([mean, std]), image, label]))
+    ax_z, ax_b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.4, 1]})
+    zs = torch.linspace(-8, 10, 1500, dtype=torch.float64)
+    ax_z.plot(zs, model.posterior_log_prob(x, zs).exp(), color="C0", label="posterior p(z|x)")
+    (q_line,) = ax_z.plot([], [], color="C3", label="q(z)")
+    ax_z.set(xlabel="z", ylabel="density", title=f"p(z | x = {x:g}) and q")
+    ax_z.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+
+    def redraw(_=None):
+        m, s = mean.value, std.value
+        elbo = model.elbo(x, m, s)
+        kl = model.kl_to_posterior(x, m, s)
+        q_line.set_data(zs, torch.distributions.Normal(m, s).log_prob(zs).exp())
+        ax_z.set_ylim(0, max(0.5, 1.1 / (s * math.sqrt(2 * math.pi))))
+        ax_b.clear()
+        left = min(elbo, log_px) * 1.15 - 0.5  # the bar starts at the axis' left edge
+        ax_b.barh([0], [elbo - left], left=[left], color="C2", label=f"ELBO = {elbo:.3f}")
+        ax_b.barh([0], [kl], left=[elbo], color="C1", label=f"KL(q || p(z|x)) = {kl:.3f}")
+        ax_b.axvline(log_px, color="k", ls="--", lw=1.2, label=f"log p(x) = {log_px:.3f}")
+        ax_b.set(xlim=(left, max(0.5, log_px + 0.5)), yticks=[], xlabel="nats",
+                 title="the bar ends at log p(x) = ELBO + KL")
+        ax_b.legend(loc="lower left", fontsize=8)
+        image.value = plots.figure_to_png(fig, close=False, tight=False)
+        label.value = (
+            f"q = N({m:.2f}, {s:.2f}<sup>2</sup>): ELBO <b>{elbo:.4f}</b> + KL <b>{kl:.4f}</b> = "
+            f"<b>{elbo + kl:.4f}</b>; log p(x) = <b>{log_px:.4f}</b> nats"
+        )
+        parts.state.update(mean=m, std=s, elbo=elbo, kl=kl, log_px=log_px)
+
+    mean.observe(redraw, names="value")
+    std.observe(redraw, names="value")
     redraw()
     return parts

@@ -1,0 +1,99 @@
+"""Checks for the exercises of notebook 02 (the marginal likelihood)."""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..estimators import effective_sample_size, log_mean_exp
+from ..models import LinearGaussianModel
+from ._core import CheckResult, ExerciseError, compare, run_check
+
+
+def _log_weight_cases():
+    """(K, N) log-values on very different scales: around -1000 a naive exp underflows to 0."""
+    g = torch.Generator().manual_seed(11)
+    return [
+        torch.randn(50, 3, generator=g, dtype=torch.float64) * 3 - 1000.0,
+        torch.randn(7, 4, generator=g, dtype=torch.float64) * 10 + 2.0,
+        torch.randn(1, 2, generator=g, dtype=torch.float64) - 5.0,
+    ]
+
+
+def naive_log_marginal(student_fn) -> CheckResult:
+    """Exercise 02.1: student_fn(log_likelihoods (K, N)) -> (N,)
+    log p_hat(x_n) = log (1/K) sum_k p(x_n | z_k), from log p(x_n | z_k) for K prior samples z_k."""
+
+    def body():
+        for lw in _log_weight_cases():
+            mistakes = {
+                "you averaged the log-likelihoods: that is E[log p(x|z)], not log E[p(x|z)]. "
+                "The log of an average is not the average of the logs.": lw.mean(0),
+                "you summed instead of averaging: subtract log K (the estimate is (1/K) sum_k).":
+                    torch.logsumexp(lw, 0),
+                "you took the largest weight only; average all K of them.": lw.max(0).values,
+            }
+            compare(student_fn(lw.clone()), log_mean_exp(lw, 0), "log p_hat(x)", mistakes, rtol=1e-7, atol=1e-7)
+
+    return run_check("Exercise 02.1 (naive Monte Carlo in log space)", body,
+                     "log p_hat = torch.logsumexp(log_likelihoods, dim=0) - math.log(K).")
+
+
+def importance_log_marginal(student_fn) -> CheckResult:
+    """Exercise 02.2: student_fn(log_joint (K, N), log_q (K, N)) -> (N,)
+    log p_hat(x_n) = log (1/K) sum_k p(x_n, z_k) / q(z_k), z_k ~ q."""
+
+    def body():
+        g = torch.Generator().manual_seed(12)
+        for lj in _log_weight_cases():
+            lq = torch.randn(lj.shape, generator=g, dtype=torch.float64) * 2 - 3.0
+            mistakes = {
+                "you averaged the log-weights log p(x,z) - log q(z): that is a Monte Carlo estimate of the "
+                "ELBO (notebook 03), a lower bound, not log p_hat.": (lj - lq).mean(0),
+                "the weights are p(x, z) / q(z): subtract log q, do not add it.": log_mean_exp(lj + lq, 0),
+                "you summed instead of averaging: subtract log K.": torch.logsumexp(lj - lq, 0),
+                "you left out q: with samples from q the weights must be divided by q(z_k).": log_mean_exp(lj, 0),
+                "the weights are upside down: p(x, z) / q(z), not q(z) / p(x, z).": log_mean_exp(lq - lj, 0),
+            }
+            compare(student_fn(lj.clone(), lq.clone()), log_mean_exp(lj - lq, 0), "log p_hat(x)", mistakes,
+                    rtol=1e-7, atol=1e-7)
+
+    return run_check("Exercise 02.2 (importance sampling in log space)", body,
+                     "log w_k = log p(x, z_k) - log q(z_k); log p_hat = logsumexp(log w, dim=0) - log K.")
+
+
+def good_proposal(q_mean: float, q_std: float, model: LinearGaussianModel, x: torch.Tensor,
+                  n_samples: int = 10_000, target_fraction: float = 0.5) -> CheckResult:
+    """Exercise 02.3: choose q = N(q_mean, q_std^2) over a 1-D latent whose importance weights have an
+    effective sample size of at least ``target_fraction`` * K (K = 10,000, fixed seed)."""
+
+    def body():
+        if q_mean is None or q_std is None:  # the student copy starts with None
+            raise NotImplementedError
+        try:
+            m, s = float(q_mean), float(q_std)
+        except (TypeError, ValueError):
+            raise ExerciseError(f"q_mean and q_std must be numbers, got {q_mean!r} and {q_std!r}") from None
+        if not (math.isfinite(m) and math.isfinite(s)):
+            raise ExerciseError(f"q_mean and q_std must be finite, got {m} and {s}")
+        if s <= 0:
+            raise ExerciseError(f"q_std is a standard deviation: it must be > 0, got {s}")
+        post = model.posterior(x)
+        pm, ps = post.mean.item(), post.covariance_matrix.sqrt().item()
+        g = torch.Generator().manual_seed(0)
+        z = m + s * torch.randn(n_samples, 1, generator=g, dtype=torch.float64)
+        log_q = torch.distributions.Normal(m, s).log_prob(z[:, 0])
+        log_w = model.joint_log_prob(x, z)[:, 0] - log_q
+        frac = (effective_sample_size(log_w, 0) / n_samples).item()
+        if frac < target_fraction:
+            where = "too far from the posterior" if abs(m - pm) > 2 * ps else (
+                "too narrow" if s < ps else "too wide")
+            raise ExerciseError(
+                f"with q = N({m:.3g}, {s:.3g}^2) the effective sample size is {frac:.1%} of K "
+                f"(target {target_fraction:.0%}). q looks {where}: the posterior sits at "
+                f"{pm:.3g} with std {ps:.3g}."
+            )
+        print(f"effective sample size: {frac:.1%} of K")
+
+    return run_check("Exercise 02.3 (a good proposal)", body,
+                     "a proposal should cover the posterior: centred near its mean, a little wider than it.")
