@@ -385,7 +385,8 @@ class LinearGaussianModel:
         return D.Independent(D.Normal(loc, self.sigma.expand(loc.shape)), 1)
 
     def log_likelihood(self, x, z) -> torch.Tensor:
-        """log p(x_n | z) for x (N, D) and z (..., N, d) or (..., d), giving (..., N).
+        """log p(x_n | z) for x (N, D) and z (..., d): the result has the broadcast shape of
+        z.shape[:-1] and (N,), e.g. z (S, N, d) -> (S, N), z (d,) -> (N,), and z (S, d) with N = 1 -> (S,).
 
         Same value as ``decoder(z).log_prob(x)``, computed by expanding the square
         ||x - b - W z||^2 = ||x - b||^2 - 2 z^T W^T (x - b) + z^T W^T W z, which costs O(d^2)
@@ -394,15 +395,13 @@ class LinearGaussianModel:
         x = self._check_x(x)
         z = as_tensor(z, "z").to(torch.float64)
         check_last_dim(z, "z", self.latent_dim, "the latent dimension d of W")
-        if z.dim() == 1:
-            z = z[None]
         r = x - self.b  # (N, D)
         quad = r.pow(2).sum(-1) - 2 * (z * (r @ self.W)).sum(-1) + ((z @ (self.W.T @ self.W)) * z).sum(-1)
         s2 = self.sigma**2
         return -0.5 * self.data_dim * torch.log(2 * math.pi * s2) - quad / (2 * s2)
 
     def joint_log_prob(self, x, z) -> torch.Tensor:
-        """log p(x_n, z) = log p(z) + log p(x_n | z) for x (N, D) and z (..., N, d) or (..., d)."""
+        """log p(x_n, z) = log p(z) + log p(x_n | z), shapes as in ``log_likelihood``."""
         z = as_tensor(z, "z").to(torch.float64)
         return self.prior.log_prob(z) + self.log_likelihood(x, z)
 
