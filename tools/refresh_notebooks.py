@@ -9,6 +9,7 @@ the widgets' last pictures before anything is run), drops timings, and prints th
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -32,6 +33,19 @@ def coalesce_streams(outputs: list) -> list:
     return merged
 
 
+def stable_widget_ids(nb):
+    """Replace the random model ids of saved widgets by 0000...0001, 0000...0002, ... in order of
+    first appearance, so re-running a notebook does not rewrite every widget reference."""
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    if not state:
+        return nb
+    text = json.dumps(nb)
+    ids = sorted(state, key=lambda i: text.find(i))
+    for n, old in enumerate(ids, start=1):
+        text = text.replace(old, f"{n:032x}")
+    return nbformat.from_dict(json.loads(text))
+
+
 def refresh(path: Path) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
@@ -43,7 +57,7 @@ def refresh(path: Path) -> float:
         if cell.cell_type == "code":
             cell.outputs = coalesce_streams(cell.outputs)
         cell.id = f"cell-{i:02d}"  # stable ids: diffs show content changes only
-    nbformat.write(nb, path)
+    nbformat.write(stable_widget_ids(nb), path)
     return seconds
 
 

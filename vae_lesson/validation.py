@@ -7,9 +7,15 @@ from typing import Sequence
 import torch
 
 
-def as_tensor(value, name: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Convert ``value`` (tensor, array or nested list of numbers) to a floating tensor."""
+def as_tensor(value, name: str, dtype: torch.dtype = torch.float32, exact: torch.dtype | None = None) -> torch.Tensor:
+    """Convert ``value`` (tensor, array or nested list of numbers) to a floating tensor.
+
+    Integer and boolean values become ``dtype``. With ``exact`` (e.g. torch.float64), Python
+    numbers and lists are converted straight to that dtype, so 0.6 is not first rounded to float32.
+    """
     try:
+        if exact is not None and not isinstance(value, torch.Tensor):
+            value = torch.as_tensor(value, dtype=exact)
         t = torch.as_tensor(value)
     except Exception as exc:  # noqa: BLE001 - re-raised with the argument's name
         raise TypeError(f"{name} must be a tensor or an array of numbers, got {type(value).__name__}") from exc

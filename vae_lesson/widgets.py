@@ -239,3 +239,112 @@ def elbo_explorer(model: Latent1DModel, x: float, q_mean: float = -4.0, q_std: f
     std.observe(redraw, names="value")
     redraw()
     return parts
+
+
+PRESETS = ("0.5 everywhere", "1 everywhere", "top of the true digit", "exact posterior marginals", "painted")
+
+
+def missing_half_explorer(model, images: torch.Tensor, labels: torch.Tensor, observed: torch.Tensor,
+                          n_samples: int = 2000, seed: int = 0) -> WidgetParts:
+    """Slide 11 (41:58) as a widget: pick a digit whose top half is hidden, pick a preset for
+    phi (or paint the 32 hidden pixels by clicking them: a clicked pixel flips between
+    phi = 0.95 and 0.05), and see q's image, the exact posterior marginals, samples from q and
+    ELBO, KL(q || p(x_top | x_bottom)) and log p(x_bottom).
+
+    images (n, 64) binary, labels (n,), observed (64,) bool (the bottom half). The ELBO uses one
+    fixed table of uniforms, so it changes smoothly with phi.
+    """
+    from . import missing_half as mh
+
+    check_positive_int(n_samples, "n_samples")
+    n_missing = int((~observed).sum())
+    uniforms = torch.rand(n_samples, n_missing, generator=torch.Generator().manual_seed(seed))
+    digit = widgets.Dropdown(options=[(f"test digit {i} (a {int(labels[i])})", i) for i in range(len(images))],
+                             value=0, description="digit")
+    preset = widgets.ToggleButtons(options=PRESETS, value=PRESETS[0], description="phi",
+                                   style={"button_width": "170px"})
+    pixels = [widgets.ToggleButton(value=False, layout=widgets.Layout(width="28px", height="28px"),
+                                   tooltip=f"hidden pixel {j}") for j in range(n_missing)]
+    grid = widgets.GridBox(pixels, layout=widgets.Layout(grid_template_columns="repeat(8, 30px)"))
+    fig = plt.Figure(figsize=(10, 2.2))
+    axes = fig.subplots(1, 8)
+    titles = ["q: phi on top", "exact p(x_top | x_bottom)"] + [f"sample {i + 1} from q" for i in range(6)]
+    shown = []
+    for ax, title in zip(axes, titles):
+        shown.append(ax.imshow(np.zeros((8, 8)), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest"))
+        ax.set_title(title, fontsize=7)
+        ax.axis("off")
+    for ax in axes:
+        ax.axhline(3.5, color="C3", lw=1)
+    fig.tight_layout()
+    image, label = _image(fig), widgets.HTML()
+    parts = WidgetParts({"digit": digit, "preset": preset, "pixels": pixels}, image, label,
+                        widgets.VBox([widgets.HBox([digit]), preset,
+                                      widgets.HBox([widgets.HTML("paint the hidden pixels:"), grid]), image, label]))
+    current = {"phi": torch.full((n_missing,), 0.5), "busy": False}
+
+    def phi_for(name: str, x: torch.Tensor) -> torch.Tensor:
+        top = x[~observed]
+        if name == "0.5 everywhere":
+            return torch.full((n_missing,), 0.5)
+        if name == "1 everywhere":
+            return torch.ones(n_missing)
+        if name == "top of the true digit":
+            return torch.where(top > 0, 0.95, 0.05)
+        if name == "exact posterior marginals":
+            return model.missing_marginals(x[None], observed)[0][~observed].float()
+        return torch.tensor([0.95 if p.value else 0.05 for p in pixels])
+
+    def redraw():
+        x = images[digit.value]
+        phi = current["phi"]
+        with torch.no_grad():
+            log_px = model.log_marginal_observed(x[None], observed).item()
+            elbo = mh.elbo_missing(model, x, observed, phi, n_samples, uniforms=uniforms)
+            exact = model.missing_marginals(x[None], observed)[0]
+        q_img = x.clone().float()
+        q_img[~observed] = phi
+        shown[0].set_data(q_img.reshape(8, 8).numpy())
+        shown[1].set_data(exact.reshape(8, 8).numpy())
+        top = (uniforms[:6] < phi).float()
+        for i, im in enumerate(shown[2:]):
+            im.set_data(mh.fill_missing(x, observed, top[i:i + 1])[0].reshape(8, 8).numpy())
+        image.value = plots.figure_to_png(fig, close=False, tight=False)
+        value, se = elbo.value.item(), elbo.std_error.item()
+        label.value = (
+            f"log p(x_bottom) = <b>{log_px:.3f}</b> nats (exact); ELBO(phi) = <b>{value:.3f}</b> ± {se:.3f}; "
+            f"KL(q || p(x_top | x_bottom)) = log p(x_bottom) - ELBO = <b>{log_px - value:.3f}</b> nats"
+        )
+        parts.state.update(digit=digit.value, preset=preset.value, phi=phi.clone(), elbo=value, elbo_se=se,
+                           log_px=log_px, kl=log_px - value)
+
+    def set_grid(phi):
+        current["busy"] = True  # the grid mirrors phi; do not treat these changes as painting
+        for p, v in zip(pixels, phi):
+            p.value = bool(v > 0.5)
+        current["busy"] = False
+
+    def on_preset(_=None):
+        if current["busy"]:
+            return
+        if preset.value != "painted":
+            current["phi"] = phi_for(preset.value, images[digit.value])
+            set_grid(current["phi"])
+        redraw()
+
+    def on_paint(_=None):
+        if current["busy"]:
+            return
+        current["phi"] = phi_for("painted", images[digit.value])
+        if preset.value != "painted":
+            current["busy"] = True
+            preset.value = "painted"
+            current["busy"] = False
+        redraw()
+
+    digit.observe(on_preset, names="value")
+    preset.observe(on_preset, names="value")
+    for p in pixels:
+        p.observe(on_paint, names="value")
+    on_preset()
+    return parts
