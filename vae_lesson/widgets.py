@@ -327,8 +327,8 @@ def missing_half_explorer(model, images: torch.Tensor, labels: torch.Tensor, obs
     def on_preset(_=None):
         if current["busy"]:
             return
+        current["phi"] = phi_for(preset.value, images[digit.value])  # "painted" reads the grid
         if preset.value != "painted":
-            current["phi"] = phi_for(preset.value, images[digit.value])
             set_grid(current["phi"])
         redraw()
 

@@ -9,10 +9,12 @@ from ._core import CheckResult, ExerciseError, compare, run_check
 from .nb01 import m_step_means, mixture_log_density, responsibilities
 from .nb02 import good_proposal, importance_log_marginal, naive_log_marginal
 from .nb03 import elbo_monte_carlo, kl_to_standard_normal, ppca_posterior
+from .nb04 import bernoulli_log_q, linear_gaussian_elbo, missing_pixel_marginals
 
 __all__ = [
     "CheckResult", "ExerciseError", "compare", "run_check",
     "mixture_log_density", "responsibilities", "m_step_means",
     "naive_log_marginal", "importance_log_marginal", "good_proposal",
     "elbo_monte_carlo", "kl_to_standard_normal", "ppca_posterior",
+    "bernoulli_log_q", "missing_pixel_marginals", "linear_gaussian_elbo",
 ]
