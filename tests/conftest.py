@@ -44,3 +44,27 @@ def bent_latent_model(seed: int, hidden: int, std_bias: float):
         model.decoder.net[-1].weight.mul_(3.0)
         model.decoder.net[-1].bias[2:] = std_bias
     return model.requires_grad_(False)
+
+
+def assert_caught(run, phrase: str, capsys) -> str:
+    """``run()`` must raise an ExerciseError whose message starts with ❌, names the mistake
+    (contains ``phrase``) and gives a hint, and nothing may have printed a pass line."""
+    from vae_lesson.checks import ExerciseError
+
+    with pytest.raises(ExerciseError) as info:
+        run()
+    msg = str(info.value)
+    assert msg.startswith("❌"), msg
+    assert phrase in msg, msg
+    assert "Hint:" in msg
+    assert "✅" not in capsys.readouterr().out
+    return msg
+
+
+# A small mixture of Bernoullis with known parameters: K = 3 components over P = 6 pixels.
+SMALL_BERNOULLI_WEIGHTS = [0.5, 0.3, 0.2]
+SMALL_BERNOULLI_PROBS = [
+    [0.9, 0.8, 0.1, 0.2, 0.7, 0.05],
+    [0.1, 0.3, 0.95, 0.6, 0.2, 0.5],
+    [0.5, 0.02, 0.4, 0.97, 0.5, 0.85],
+]

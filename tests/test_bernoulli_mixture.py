@@ -11,6 +11,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import SMALL_BERNOULLI_PROBS, SMALL_BERNOULLI_WEIGHTS
 from scipy import stats
 from scipy.special import logsumexp
 
@@ -21,12 +22,8 @@ from vae_lesson.models import EMStepReport, fit_em
 N_SE = 4.0  # tolerance for Monte Carlo comparisons, in standard errors
 
 # A small known model: K = 3 components over P = 6 pixels (float64 numpy, the "truth").
-W6 = np.array([0.5, 0.3, 0.2])
-P6 = np.array([
-    [0.9, 0.8, 0.1, 0.2, 0.7, 0.05],
-    [0.1, 0.3, 0.95, 0.6, 0.2, 0.5],
-    [0.5, 0.02, 0.4, 0.97, 0.5, 0.85],
-])
+W6 = np.array(SMALL_BERNOULLI_WEIGHTS)
+P6 = np.array(SMALL_BERNOULLI_PROBS)
 OBS6 = np.array([True, False, True, False, False, True])  # observe pixels 0, 2, 5
 
 

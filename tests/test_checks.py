@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import assert_caught
 
 from vae_lesson import checks
 from vae_lesson.checks import CheckResult, ExerciseError
@@ -267,13 +268,7 @@ M_STEP_MISTAKES = [
 
 
 def _assert_caught(check, wrong, phrase, capsys, **nb):
-    with pytest.raises(ExerciseError) as info:
-        check(wrong, **nb)
-    msg = str(info.value)
-    assert msg.startswith("❌"), msg
-    assert phrase in msg, msg
-    assert "Hint:" in msg
-    assert "✅" not in capsys.readouterr().out
+    assert_caught(lambda: check(wrong, **nb), phrase, capsys)
 
 
 @pytest.mark.parametrize("wrong, phrase", LOG_DENSITY_MISTAKES, ids=lambda v: getattr(v, "__name__", v))

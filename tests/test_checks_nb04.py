@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import assert_caught
 
 from vae_lesson import checks
 from vae_lesson.checks import CheckResult, ExerciseError
@@ -213,13 +214,7 @@ ELBO_MISTAKES = [
 
 
 def _assert_caught(check, wrong, phrase, capsys):
-    with pytest.raises(ExerciseError) as info:
-        check(wrong)
-    msg = str(info.value)
-    assert msg.startswith("❌"), msg
-    assert phrase in msg, msg
-    assert "Hint:" in msg
-    assert "✅" not in capsys.readouterr().out
+    assert_caught(lambda: check(wrong), phrase, capsys)
 
 
 @pytest.mark.parametrize("wrong, phrase", LOG_Q_MISTAKES, ids=lambda v: getattr(v, "__name__", v))
