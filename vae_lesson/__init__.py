@@ -9,6 +9,7 @@ Modules, one idea each:
 - ``bernoulli_mixture``: a mixture of Bernoullis over binary digits, exact given a hidden half
 - ``estimators``, ``objectives``: Monte Carlo estimates of log p(x); the ELBO and Gaussian KL
 - ``missing_half``, ``variational``: variational inference per data point (notebook 04)
+- ``gradients``: score-function and pathwise gradient estimators (notebook 05)
 - ``training``: ``fit``, a loop with a progress bar and a clear stop on NaN
 - ``plots`` and ``widgets``: pictures and interactive widgets (the only modules that draw)
 - ``checks``: exercise checks with instant feedback

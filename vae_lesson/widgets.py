@@ -11,6 +11,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 from torch import distributions as D
 
 from . import plots
@@ -37,7 +38,10 @@ class WidgetParts:
     state: dict = field(default_factory=dict)
 
     def _repr_mimebundle_(self, **kwargs):
-        return self.box._repr_mimebundle_(**kwargs)
+        bundle = self.box._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):  # what a notebook viewer without a live kernel shows instead
+            bundle["text/plain"] = "Interactive widget: run the notebook's cells to use it (it needs a live kernel)."
+        return bundle
 
 
 def latent_samples_explorer(
@@ -140,14 +144,17 @@ def importance_sampling_explorer(
     post = model.posterior(x)
     pm, ps = post.mean.item(), post.covariance_matrix.sqrt().item()
 
-    mean = widgets.FloatSlider(value=0.0, min=-3.0, max=3.0, step=0.01, description="q mean", continuous_update=False)
-    std = widgets.FloatLogSlider(value=1.0, base=10, min=-2, max=0.5, step=0.05, description="q std",
-                                 continuous_update=False)
-    k = widgets.SelectionSlider(options=k_options, value=100, description="K samples", continuous_update=False)
+    wide = widgets.Layout(width="480px")
+    mean = widgets.FloatSlider(value=0.0, min=-3.0, max=3.0, step=0.01, description="q mean", continuous_update=False,
+                               layout=wide)
+    std = widgets.FloatLogSlider(value=1.0, base=10, min=-2, max=0.5, step=0.02, description="q std",
+                                 continuous_update=False, layout=wide)
+    k = widgets.SelectionSlider(options=k_options, value=100, description="K samples", continuous_update=False,
+                                layout=wide)
     fig = plt.Figure(figsize=(10, 3.6))
     image, label = _image(fig), widgets.HTML()
     parts = WidgetParts({"mean": mean, "std": std, "k": k}, image, label,
-                        widgets.VBox([widgets.HBox([mean, std, k]), image, label]))
+                        widgets.VBox([mean, std, k, image, label]))
     ax_z, ax_h = fig.subplots(1, 2)
     zs = np.linspace(-4, 4, 2000)
     ax_z.plot(zs, _scaled(np.exp(-0.5 * zs**2)), color="0.5", label="prior p(z)")
@@ -156,7 +163,7 @@ def importance_sampling_explorer(
     (q_line,) = ax_z.plot([], [], color="C3", label="proposal q(z)")
     ax_z.set(xlabel="z", ylabel="density / its maximum", ylim=(0, 1.1), title="where the samples come from")
     ax_z.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(w_pad=3)
 
     def redraw(_=None):
         m, s, kk = mean.value, std.value, k.value
@@ -170,7 +177,7 @@ def importance_sampling_explorer(
         q_line.set_data(zs, np.exp(-0.5 * ((zs - m) / s) ** 2))
         ax_h.clear()
         shown = np.clip(errors, -10, 2)
-        ax_h.hist(shown, bins=np.linspace(-10, 2, 61), color="C3", alpha=0.7)
+        ax_h.hist(shown, bins=np.linspace(-10, 2, 241), color="C3", alpha=0.7)
         ax_h.axvline(0, color="k", ls="--", lw=1, label="exact log p(x)")
         ax_h.axvline(float(np.clip(errors.mean(), -10, 2)), color="C3", lw=1.5, label="mean of the estimates")
         ax_h.set(xlabel="log p_hat(x) - log p(x)   (errors below -10 drawn at -10)", ylabel="count",
@@ -225,9 +232,10 @@ def elbo_explorer(model: Latent1DModel, x: float, q_mean: float = -4.0, q_std: f
         ax_b.barh([0], [elbo - left], left=[left], color="C2", label=f"ELBO = {elbo:.3f}")
         ax_b.barh([0], [kl], left=[elbo], color="C1", label=f"KL(q || p(z|x)) = {kl:.3f}")
         ax_b.axvline(log_px, color="k", ls="--", lw=1.2, label=f"log p(x) = {log_px:.3f}")
-        ax_b.set(xlim=(left, max(0.5, log_px + 0.5)), yticks=[], xlabel="nats",
+        ax_b.set(xlim=(left, max(0.5, log_px + 0.5)), ylim=(-0.5, 1.9), yticks=[], xlabel="nats",
                  title="the bar ends at log p(x) = ELBO + KL")
-        ax_b.legend(loc="lower left", fontsize=8)
+        ax_b.xaxis.set_major_locator(MaxNLocator(5))
+        ax_b.legend(loc="upper left", fontsize=8)  # above the bar, never on it
         image.value = plots.figure_to_png(fig, close=False, tight=False)
         label.value = (
             f"q = N({m:.2f}, {s:.2f}<sup>2</sup>): ELBO <b>{elbo:.4f}</b> + KL <b>{kl:.4f}</b> = "
@@ -262,7 +270,10 @@ def missing_half_explorer(model, images: torch.Tensor, labels: torch.Tensor, obs
     digit = widgets.Dropdown(options=[(f"test digit {i} (a {int(labels[i])})", i) for i in range(len(images))],
                              value=0, description="digit")
     preset = widgets.ToggleButtons(options=PRESETS, value=PRESETS[0], description="phi",
-                                   style={"button_width": "170px"})
+                                   tooltips=["phi_j = 0.5 for every hidden pixel", "phi_j = 1 (all ink)",
+                                             "0.95 on the true image's ink, 0.05 elsewhere",
+                                             "the exact p(x_j = 1 | x_bottom)", "what the grid below shows"],
+                                   style={"button_width": "200px"})
     pixels = [widgets.ToggleButton(value=False, layout=widgets.Layout(width="28px", height="28px"),
                                    tooltip=f"hidden pixel {j}") for j in range(n_missing)]
     grid = widgets.GridBox(pixels, layout=widgets.Layout(grid_template_columns="repeat(8, 30px)"))
@@ -272,7 +283,7 @@ def missing_half_explorer(model, images: torch.Tensor, labels: torch.Tensor, obs
     shown = []
     for ax, title in zip(axes, titles):
         shown.append(ax.imshow(np.zeros((8, 8)), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest"))
-        ax.set_title(title, fontsize=7)
+        ax.set_title(title, fontsize=8)
         ax.axis("off")
     for ax in axes:
         ax.axhline(3.5, color="C3", lw=1)
@@ -347,4 +358,70 @@ def missing_half_explorer(model, images: torch.Tensor, labels: torch.Tensor, obs
     for p in pixels:
         p.observe(on_paint, names="value")
     on_preset()
+    return parts
+
+
+def gradient_estimator_explorer(n_repeats: int = 400, seed: int = 0) -> WidgetParts:
+    """Pick an estimator, the dimension d, sigma and the sample count K -> histogram of
+    ``n_repeats`` estimates (each an average of K single-sample estimates) of
+    d/dmu_1 E_{N(mu, sigma^2 I_d)}[||z - a||^2] at mu = (1, ..., 1), a = (0.5, ..., 0.5),
+    whose true value is 2 (mu_1 - a_1) = 1, marked on the plot.
+
+    The score function with a leave-one-out baseline needs K >= 2 samples per estimate.
+    Redraws on release (continuous_update=False).
+    """
+    from . import gradients
+
+    check_positive_int(n_repeats, "n_repeats")
+    estimator = widgets.ToggleButtons(options=[("score function", "score"), ("score + baseline", "score_baseline"),
+                                               ("pathwise", "pathwise")], value="score", description="estimator",
+                                      style={"description_width": "initial"})
+    dim = widgets.SelectionSlider(options=[1, 3, 10, 30, 100], value=10, description="dimension d",
+                                  continuous_update=False, style={"description_width": "initial"})
+    sigma = widgets.FloatLogSlider(value=1.0, base=10, min=-1, max=0.5, step=0.05, description="sigma",
+                                   continuous_update=False)
+    k = widgets.SelectionSlider(options=[1, 4, 16, 64], value=4, description="K samples", continuous_update=False)
+    fig = plt.Figure(figsize=(7, 3.4))
+    ax = fig.add_subplot()
+    fig.subplots_adjust(left=0.1, right=0.97, top=0.88, bottom=0.16)
+    image, label = _image(fig), widgets.HTML()
+    parts = WidgetParts({"estimator": estimator, "dim": dim, "sigma": sigma, "k": k}, image, label,
+                        widgets.VBox([estimator, widgets.HBox([dim, sigma, k]), image, label]))
+
+    def redraw(_=None):
+        d, s, kk, how = dim.value, sigma.value, k.value, estimator.value
+        mu = torch.ones(d, dtype=torch.float64)
+        a = 0.5 * torch.ones(d, dtype=torch.float64)
+        f = lambda z: (z - a).pow(2).sum(-1)  # noqa: E731
+        g = torch.Generator().manual_seed(seed)
+        n = n_repeats * kk
+        std = s * torch.ones(d, dtype=torch.float64)
+        note = ""
+        if how == "pathwise":
+            single = gradients.pathwise_samples(f, mu, std, n, generator=g)[0][:, 0]
+        elif how == "score_baseline" and kk >= 2:
+            single = gradients.score_function_samples(f, mu, std, n, "leave_one_out", g, group_size=kk)[0][:, 0]
+        else:
+            if how == "score_baseline":
+                note = " (a leave-one-out baseline needs K >= 2: shown without one)"
+            single = gradients.score_function_samples(f, mu, std, n, generator=g)[0][:, 0]
+        estimates = single.reshape(n_repeats, kk).mean(1)
+        ax.clear()
+        spread = 10.0  # a fixed range, so estimators can be compared by the width of their histograms
+        ax.hist(estimates.clamp(1 - spread, 1 + spread).numpy(), bins=80, range=(1 - spread, 1 + spread), color="C0")
+        ax.axvline(1.0, color="k", ls="--", label="true gradient = 1")
+        ax.axvline(estimates.mean().item(), color="C3", label="mean of the estimates")
+        ax.set(xlabel="estimate of d/dmu_1 E[||z - a||^2]   (values beyond +-10 of the truth drawn at the edges)",
+               ylabel="count",
+               title=f"{n_repeats} estimates, each from K = {kk} sample{'s' if kk > 1 else ''}")
+        ax.legend(loc="upper right", fontsize=8)
+        image.value = plots.figure_to_png(fig, close=False, tight=False)
+        mean, sd = estimates.mean().item(), estimates.std().item()
+        label.value = (f"mean {mean:.3f} ± {sd / math.sqrt(n_repeats):.3f} (true 1.000); std of one estimate "
+                       f"<b>{sd:.3f}</b>; variance of a single-sample estimate {single.var().item():.3g}{note}")
+        parts.state.update(estimator=how, dim=d, sigma=s, k=kk, estimates=estimates, std=sd)
+
+    for control in (estimator, dim, sigma, k):
+        control.observe(redraw, names="value")
+    redraw()
     return parts

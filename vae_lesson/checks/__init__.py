@@ -10,6 +10,7 @@ from .nb01 import m_step_means, mixture_log_density, responsibilities
 from .nb02 import good_proposal, importance_log_marginal, naive_log_marginal
 from .nb03 import elbo_monte_carlo, kl_to_standard_normal, ppca_posterior
 from .nb04 import bernoulli_log_q, linear_gaussian_elbo, missing_pixel_marginals
+from .nb05 import leave_one_out_baseline, reparameterized_sample, score_function_surrogate
 
 __all__ = [
     "CheckResult", "ExerciseError", "compare", "run_check",
@@ -17,4 +18,5 @@ __all__ = [
     "naive_log_marginal", "importance_log_marginal", "good_proposal",
     "elbo_monte_carlo", "kl_to_standard_normal", "ppca_posterior",
     "bernoulli_log_q", "missing_pixel_marginals", "linear_gaussian_elbo",
+    "reparameterized_sample", "score_function_surrogate", "leave_one_out_baseline",
 ]

@@ -1,0 +1,88 @@
+"""Checks for the exercises of notebook 05 (gradients through sampling)."""
+from __future__ import annotations
+
+import torch
+
+from ._core import CheckResult, ExerciseError, compare, run_check
+
+
+def reparameterized_sample(student_fn) -> CheckResult:
+    """Exercise 05.1: student_fn(mean (d,), std (d,), eps (S, d)) -> z (S, d) = mean + std * eps,
+    differentiable with respect to mean and std."""
+
+    def body():
+        g = torch.Generator().manual_seed(51)
+        for S, d in ((5, 3), (1, 1), (4, 7)):
+            mean = torch.randn(d, generator=g, dtype=torch.float64).requires_grad_(True)
+            std = (torch.rand(d, generator=g, dtype=torch.float64) + 0.5).requires_grad_(True)
+            eps = torch.randn(S, d, generator=g, dtype=torch.float64)
+            z = student_fn(mean, std, eps)
+            if isinstance(z, torch.Tensor) and z.shape == eps.shape and not z.requires_grad:
+                raise ExerciseError("no gradient flows back to mean and std: the sample was detached. Build z from "
+                                    "mean, std and eps with + and * (no .sample(), .detach(), torch.normal or .item()).")
+            expected = (mean + std * eps).detach()
+            compare(z, expected, "z", {
+                "you multiplied eps by the variance; the scale is the standard deviation: z = mean + std * eps.":
+                    (mean + std**2 * eps).detach(),
+                "the noise must be scaled by std: z = mean + std * eps.": (mean + eps).detach(),
+                "mean and std are swapped: z = mean + std * eps.": (std + mean * eps).detach(),
+            }, rtol=1e-9, atol=1e-12)
+            (z.sum()).backward()
+            compare(mean.grad, torch.full((d,), float(S), dtype=torch.float64), "d(sum z)/d mean", rtol=1e-9, atol=1e-12)
+            compare(std.grad, eps.sum(0), "d(sum z)/d std", rtol=1e-9, atol=1e-12)
+
+    return run_check("Exercise 05.1 (the reparameterized sample)", body,
+                     "z = mean + std * eps: eps carries the randomness, mean and std carry the gradient.")
+
+
+def score_function_surrogate(student_fn) -> CheckResult:
+    """Exercise 05.2: student_fn(f_values (S,), log_q (S,)) -> a scalar whose gradient with respect to
+    phi (through log_q) is the score-function estimate (1/S) sum_s f(z_s) grad log q(z_s; phi)."""
+
+    def body():
+        g = torch.Generator().manual_seed(52)
+        for S in (6, 1, 40):
+            phi = torch.randn(3, generator=g, dtype=torch.float64).requires_grad_(True)
+            features = torch.randn(S, 3, generator=g, dtype=torch.float64)
+            f_values = torch.randn(S, generator=g, dtype=torch.float64) * 3 + 2  # f(z_s): no gradient
+            log_q = features @ phi - torch.logsumexp(features @ phi, 0)  # any differentiable log q(z_s; phi)
+            out = student_fn(f_values, log_q)
+            if not isinstance(out, torch.Tensor) or out.numel() != 1:
+                raise ExerciseError("return one number (a scalar tensor): average over the samples")
+            if not out.requires_grad:
+                raise ExerciseError("your result does not depend on phi: the gradient must flow through log_q "
+                                    "(do not detach log q)")
+            got = torch.autograd.grad(out, phi, allow_unused=True, retain_graph=True)[0]
+            if got is None:
+                raise ExerciseError("your result does not depend on phi through log_q")
+            fd = f_values.detach()
+            expected = torch.autograd.grad((fd * log_q).mean(), phi, retain_graph=True)[0]
+            wrong = {
+                "you differentiated q instead of log q: the score function is grad log q = grad q / q.":
+                    torch.autograd.grad((fd * log_q.exp()).mean(), phi, retain_graph=True)[0],
+                "the product of the averages is not the average of the products: average f(z_s) * log q(z_s).":
+                    torch.autograd.grad(fd.mean() * log_q.mean(), phi, retain_graph=True)[0],
+            }
+            compare(got, expected, "the gradient of your surrogate", wrong, rtol=1e-8, atol=1e-10)
+
+    return run_check("Exercise 05.2 (the score-function surrogate)", body,
+                     "return (f_values.detach() * log_q).mean(): its gradient is the average of f * grad log q.")
+
+
+def leave_one_out_baseline(student_fn) -> CheckResult:
+    """Exercise 05.3: student_fn(f_values (S,)) -> (S,), b_s = mean of f over the other S - 1 samples."""
+
+    def body():
+        g = torch.Generator().manual_seed(53)
+        for S in (5, 2, 30):
+            f = torch.randn(S, generator=g, dtype=torch.float64) * 4 + 1
+            expected = (f.sum() - f) / (S - 1)
+            compare(student_fn(f.clone()), expected, "baseline", {
+                "your baseline includes the sample itself (the plain mean): b_s then depends on z_s and the "
+                "estimator is biased. Leave sample s out.": f.mean().expand(S),
+                "divide by S - 1, the number of other samples, not by S.": (f.sum() - f) / S,
+                "that is the sum of the other samples; take their mean.": f.sum() - f,
+            }, rtol=1e-9, atol=1e-12)
+
+    return run_check("Exercise 05.3 (a leave-one-out baseline)", body,
+                     "b = (f_values.sum() - f_values) / (S - 1).")
