@@ -163,3 +163,57 @@ def test_wrong_return_type(output):
     with pytest.raises(TypeError, match="loss_fn must return"):
         fit(model, lambda s: output, n_steps=3, progress=False)
     assert torch.equal(model.w.detach(), w0)
+
+
+class _InterruptAt:
+    """A loss function that raises KeyboardInterrupt at one step, like the stop button."""
+
+    def __init__(self, model, step):
+        self.model, self.step = model, step
+
+    def __call__(self, step):
+        if step == self.step:
+            raise KeyboardInterrupt
+        return (self.model.weight - 3.0).pow(2).sum()
+
+
+def test_interrupt_keeps_the_last_completed_step(capsys):
+    model = torch.nn.Linear(2, 1, bias=False)
+    snapshots = []
+    loss = _InterruptAt(model, step=5)
+
+    def recording(step):
+        snapshots.append(model.weight.detach().clone())  # parameters at the start of each step
+        return loss(step)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, recording, n_steps=20, lr=0.1, progress=False)
+    # the start of step 5 is the state after the 5th completed update
+    assert torch.equal(model.weight.detach(), snapshots[5])
+    assert "interrupted after 5 of 20 steps" in capsys.readouterr().out
+
+
+def test_interrupt_inside_the_update_rolls_it_back(monkeypatch):
+    model = torch.nn.Linear(2, 1, bias=False)
+    calls = {"n": 0}
+    original = torch.optim.Adam.step
+
+    def half_step(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # corrupt the parameters halfway through the 3rd update, then stop
+            with torch.no_grad():
+                model.weight.fill_(float("nan"))
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", half_step)
+    before_third = []
+
+    def loss(step):
+        before_third.append(model.weight.detach().clone())
+        return (model.weight - 3.0).pow(2).sum()
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, loss, n_steps=10, lr=0.1, progress=False)
+    assert torch.isfinite(model.weight).all()
+    assert torch.equal(model.weight.detach(), before_third[2])  # as after the 2nd completed update

@@ -64,21 +64,34 @@ def fit(
     history: dict[str, list[float]] = {}
     bar = tqdm(range(n_steps), desc=desc, disable=not progress, leave=True)
     last_good = copy.deepcopy(model.state_dict())  # the last parameters with a finite loss
-    for step in bar:
-        optimizer.zero_grad(set_to_none=True)
-        terms = _as_terms(loss_fn(step))
-        values = {k: float(v.detach()) for k, v in terms.items()}
-        for name, value in values.items():
-            if not math.isfinite(value):
-                model.load_state_dict(last_good)
-                bar.close()
-                raise NonFiniteLossError(step, name, value, lr_now)
-        last_good = copy.deepcopy(model.state_dict())
-        terms["loss"].backward()
-        optimizer.step()
-        for k, v in values.items():
-            history.setdefault(k, []).append(v)
-        if step % refresh_every == 0 or step == n_steps - 1:
-            bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
-    bar.close()
+    completed, updating = 0, False  # steps whose update went through; inside optimizer.step()?
+    try:
+        for step in bar:
+            optimizer.zero_grad(set_to_none=True)
+            terms = _as_terms(loss_fn(step))
+            values = {k: float(v.detach()) for k, v in terms.items()}
+            for name, value in values.items():
+                if not math.isfinite(value):
+                    model.load_state_dict(last_good)
+                    raise NonFiniteLossError(step, name, value, lr_now)
+            last_good = copy.deepcopy(model.state_dict())
+            terms["loss"].backward()
+            updating = True
+            optimizer.step()
+            updating = False
+            completed = step + 1
+            for k, v in values.items():
+                history.setdefault(k, []).append(v)
+            if step % refresh_every == 0 or step == n_steps - 1:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+    except KeyboardInterrupt:
+        # The stop button. Outside optimizer.step() the parameters are those of the last completed
+        # step; inside it they may be half updated, so go back to the snapshot from before it.
+        if updating:
+            model.load_state_dict(last_good)
+        print(f"{desc}: interrupted after {completed} of {n_steps} steps; the model keeps the parameters "
+              f"of the last completed step. Re-run the cell to train again.")
+        raise
+    finally:
+        bar.close()
     return history
