@@ -68,3 +68,44 @@ SMALL_BERNOULLI_PROBS = [
     [0.1, 0.3, 0.95, 0.6, 0.2, 0.5],
     [0.5, 0.02, 0.4, 0.97, 0.5, 0.85],
 ]
+
+
+def assert_right_answers_pass(check, rights, capsys) -> None:
+    """Every reference answer in ``rights`` passes ``check`` with a ✅ line and a passing result."""
+    from vae_lesson.checks import CheckResult
+
+    for right in rights:
+        result = check(right)
+        assert isinstance(result, CheckResult)
+        assert result.passed is True and bool(result)
+        assert capsys.readouterr().out.strip().startswith("✅")
+        assert result.message.startswith("✅")
+
+
+def assert_not_done_yet(check, capsys) -> None:
+    """A scaffold still raising NotImplementedError is reported as "not done yet", without raising."""
+    from vae_lesson.checks import CheckResult
+
+    def not_done(*args, **kwargs):
+        raise NotImplementedError
+
+    result = check(not_done)
+    assert isinstance(result, CheckResult)
+    assert result.passed is False and not result
+    assert "not done yet" in capsys.readouterr().out
+    assert "not done yet" in result.message
+
+
+def assert_memorized_answer_fails(check, right) -> None:
+    """A function that memorizes its first answer fails: the check tries more than one input."""
+    from vae_lesson.checks import ExerciseError
+
+    first = []
+
+    def memorized(*args):
+        if not first:
+            first.append(right(*args))
+        return first[0].clone() if isinstance(first[0], torch.Tensor) else first[0]
+
+    with pytest.raises(ExerciseError):
+        check(memorized)

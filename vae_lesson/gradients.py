@@ -63,6 +63,8 @@ def score_function_samples(
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
     group_size = n_samples if group_size is None else group_size
+    if n_samples % group_size:
+        raise ValueError(f"group_size must divide n_samples, got group_size={group_size}, n_samples={n_samples}")
     if baseline == "leave_one_out" and (group_size < 2 or n_samples % group_size):
         raise ValueError(f"a leave-one-out baseline needs groups of >= 2 samples that divide n_samples; "
                          f"got group_size={group_size}, n_samples={n_samples}")
@@ -125,7 +127,8 @@ def categorical_score_samples(values, logits, n_samples: int, baseline: str | No
     fk = values[k]
     if baseline == "leave_one_out":
         if group_size < 2 or n_samples % group_size:
-            raise ValueError("a leave-one-out baseline needs groups of >= 2 samples that divide n_samples")
+            raise ValueError(f"a leave-one-out baseline needs groups of >= 2 samples that divide n_samples; "
+                             f"got group_size={group_size}, n_samples={n_samples}")
         fk = _leave_one_out(fk, group_size)
     elif baseline is not None:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
@@ -137,7 +140,8 @@ def gumbel_softmax_samples(values, logits, temperature: float, n_samples: int) -
     y ~ RelaxedOneHotCategorical(temperature, logits) (Gumbel-softmax / Concrete), using its
     ``rsample``. A biased estimate of the categorical gradient: the relaxed y is a point inside the
     simplex, not a one-hot vector; the bias vanishes as temperature -> 0 while the variance grows."""
-    values, logits = as_tensor(values, "values"), as_tensor(logits, "logits")
+    logits = as_tensor(logits, "logits")
+    values = as_tensor(values, "values").to(logits.dtype)
     check_positive_int(n_samples, "n_samples")
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")

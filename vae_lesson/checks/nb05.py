@@ -17,7 +17,10 @@ def reparameterized_sample(student_fn) -> CheckResult:
             std = (torch.rand(d, generator=g, dtype=torch.float64) + 0.5).requires_grad_(True)
             eps = torch.randn(S, d, generator=g, dtype=torch.float64)
             z = student_fn(mean, std, eps)
-            if isinstance(z, torch.Tensor) and z.shape == eps.shape and not z.requires_grad:
+            if not isinstance(z, torch.Tensor):
+                raise ExerciseError(f"return a torch tensor, not {type(z).__name__}: converting to NumPy, a list "
+                                    "or a float cuts the sample off from mean and std, so no gradient can flow")
+            if z.shape == eps.shape and not z.requires_grad:
                 raise ExerciseError("no gradient flows back to mean and std: the sample was detached. Build z from "
                                     "mean, std and eps with + and * (no .sample(), .detach(), torch.normal or .item()).")
             expected = (mean + std * eps).detach()
