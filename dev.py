@@ -47,7 +47,7 @@ def ensure_env() -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     pip = [PYTHON, "-m", "pip", "--disable-pip-version-check"]
     _run(pip + ["install", "--quiet", "--upgrade", "pip"])
-    _run(pip + ["install", "--quiet", "-r", "requirements.txt", "-e", "."])
+    _run(pip + ["install", "--quiet", "-r", "requirements.txt"])  # includes vae_lesson itself (-e .)
     STAMP.write_text(_fingerprint())
     print("Environment ready.", flush=True)
 

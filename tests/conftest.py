@@ -109,3 +109,18 @@ def assert_memorized_answer_fails(check, right) -> None:
 
     with pytest.raises(ExerciseError):
         check(memorized)
+
+
+def current_env_kernel_manager():
+    """A KernelManager whose kernel is the Python running the tests (as nbval's --nbval-current-env),
+    whatever kernels are installed on the machine."""
+    import ipykernel.kernelspec
+    from jupyter_client import KernelManager
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    class ThisPython(KernelSpecManager):
+        def get_kernel_spec(self, kernel_name):
+            return self.kernel_spec_class(resource_dir=ipykernel.kernelspec.RESOURCES,
+                                          **ipykernel.kernelspec.get_kernel_dict())
+
+    return KernelManager(kernel_name="python3", kernel_spec_manager=ThisPython())

@@ -2,28 +2,18 @@
 after "Run All" followed by another "Run All" (cells re-run on top of their own results)."""
 from pathlib import Path
 
-import ipykernel.kernelspec
 import nbformat
 import pytest
-from jupyter_client import KernelManager
-from jupyter_client.kernelspec import KernelSpecManager
+from conftest import current_env_kernel_manager
 from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-class _ThisPython(KernelSpecManager):
-    """The kernel of the Python running the tests (as nbval's --nbval-current-env)."""
-
-    def get_kernel_spec(self, kernel_name):
-        return self.kernel_spec_class(resource_dir=ipykernel.kernelspec.RESOURCES,
-                                      **ipykernel.kernelspec.get_kernel_dict())
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_runs_twice_in_one_kernel(path):
     nb = nbformat.read(path, as_version=4)
-    km = KernelManager(kernel_name="python3", kernel_spec_manager=_ThisPython())
+    km = current_env_kernel_manager()
     client = NotebookClient(nb, km=km, timeout=300, resources={"metadata": {"path": str(path.parent)}})
     with client.setup_kernel():
         for _ in range(2):

@@ -111,13 +111,36 @@ def compare(
     )
 
 
-def run_check(exercise: str, body: Callable[[], None], hint: str) -> CheckResult:
-    """Run a check body; translate NotImplementedError into "not done yet" and wrong answers
-    into an ExerciseError that carries the hint."""
+def use_reference(student_fn) -> str:
+    """While an exercise is not done, put the reference implementation (``checks.reference``)
+    into the notebook under the student's function name, so that later cells still run.
+    Returns the note to show ("" outside a notebook or when there is no reference)."""
+    name = getattr(student_fn, "__name__", None)
+    from . import reference
+
+    fallback = getattr(reference, name, None) if name else None
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return ""
+    shell = get_ipython()
+    if fallback is None or shell is None:
+        return ""
+    shell.user_ns[name] = fallback
+    return (f"\n   Until then, the cells below use the reference `{name}` from vae_lesson, so the rest of "
+            f"the notebook runs. Your own `{name}` takes over when you re-run its cell.")
+
+
+def run_check(exercise: str, body: Callable[[], None], hint: str, student_fn=None) -> CheckResult:
+    """Run a check body; translate NotImplementedError into "not done yet" (and, in a notebook,
+    fall back to the reference implementation of ``student_fn``) and wrong answers into an
+    ExerciseError that carries the hint."""
     try:
         body()
     except NotImplementedError:
         msg = f"⏳ {exercise}: not done yet. Replace `raise NotImplementedError` with your code, then run the check again."
+        if student_fn is not None:
+            msg += use_reference(student_fn)
         print(msg)
         return CheckResult(exercise, False, msg)
     except ExerciseError as exc:

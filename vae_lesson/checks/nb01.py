@@ -50,7 +50,7 @@ def mixture_log_density(student_fn, x=None, weights=None, means=None, covs=None)
             compare(student_fn(xs, w, m, c), expected, "log p(x)", mistakes)
 
     return run_check("Exercise 01.1 (log-density of a mixture)", body,
-                     "log p(x) = logsumexp_k [log pi_k + log N(x; mu_k, Sigma_k)], one value per data point.")
+                     "log p(x) = logsumexp_k [log pi_k + log N(x; mu_k, Sigma_k)], one value per data point.", student_fn)
 
 
 def responsibilities(student_fn, x=None, weights=None, means=None, covs=None) -> CheckResult:
@@ -73,7 +73,7 @@ def responsibilities(student_fn, x=None, weights=None, means=None, covs=None) ->
             compare(student_fn(xs, w, m, c), expected, "p(z|x)", mistakes)
 
     return run_check("Exercise 01.2 (posterior responsibilities)", body,
-                     "Bayes: p(z=k|x) = p(x, z=k) / p(x); in log space, torch.softmax(log pi + log N, dim=-1).")
+                     "Bayes: p(z=k|x) = p(x, z=k) / p(x); in log space, torch.softmax(log pi + log N, dim=-1).", student_fn)
 
 
 def m_step_means(student_fn, x=None, resp=None) -> CheckResult:
@@ -98,4 +98,4 @@ def m_step_means(student_fn, x=None, resp=None) -> CheckResult:
             compare(student_fn(xs, r), expected, "new means", mistakes)
 
     return run_check("Exercise 01.3 (M-step for the means)", body,
-                     "mu_k = sum_n r_nk x_n / sum_n r_nk; in matrix form resp.T @ x / resp.sum(0)[:, None].")
+                     "mu_k = sum_n r_nk x_n / sum_n r_nk; in matrix form resp.T @ x / resp.sum(0)[:, None].", student_fn)

@@ -36,7 +36,7 @@ def naive_log_marginal(student_fn) -> CheckResult:
             compare(student_fn(lw.clone()), log_mean_exp(lw, 0), "log p_hat(x)", mistakes, rtol=1e-7, atol=1e-7)
 
     return run_check("Exercise 02.1 (naive Monte Carlo in log space)", body,
-                     "log p_hat = torch.logsumexp(log_likelihoods, dim=0) - math.log(K).")
+                     "log p_hat = torch.logsumexp(log_likelihoods, dim=0) - math.log(K).", student_fn)
 
 
 def importance_log_marginal(student_fn) -> CheckResult:
@@ -59,7 +59,7 @@ def importance_log_marginal(student_fn) -> CheckResult:
                     rtol=1e-7, atol=1e-7)
 
     return run_check("Exercise 02.2 (importance sampling in log space)", body,
-                     "log w_k = log p(x, z_k) - log q(z_k); log p_hat = logsumexp(log w, dim=0) - log K.")
+                     "log w_k = log p(x, z_k) - log q(z_k); log p_hat = logsumexp(log w, dim=0) - log K.", student_fn)
 
 
 def good_proposal(q_mean: float, q_std: float, model: LinearGaussianModel, x: torch.Tensor,

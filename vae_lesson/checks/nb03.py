@@ -67,7 +67,7 @@ def elbo_monte_carlo(student_fn, n_samples: int = 20_000) -> CheckResult:
                 "average log p(x, z) - log q(z) over them?")
 
     return run_check("Exercise 03.1 (Monte Carlo ELBO)", body,
-                     "z = q.sample((n_samples,)); return (log_joint(z) - q.log_prob(z)).mean()")
+                     "z = q.sample((n_samples,)); return (log_joint(z) - q.log_prob(z)).mean()", student_fn)
 
 
 def kl_to_standard_normal(student_fn) -> CheckResult:
@@ -95,7 +95,7 @@ def kl_to_standard_normal(student_fn) -> CheckResult:
             compare(student_fn(m.clone(), s.clone()), expected, "KL", mistakes, rtol=1e-6, atol=1e-8)
 
     return run_check("Exercise 03.2 (Gaussian KL in closed form)", body,
-                     "sum over the last axis of 0.5 * (std**2 + mean**2 - 1 - 2 * torch.log(std)).")
+                     "sum over the last axis of 0.5 * (std**2 + mean**2 - 1 - 2 * torch.log(std)).", student_fn)
 
 
 def ppca_posterior(student_fn) -> CheckResult:
@@ -126,4 +126,4 @@ def ppca_posterior(student_fn) -> CheckResult:
             }, rtol=1e-6, atol=1e-8)
 
     return run_check("Exercise 03.3 (the q that makes the bound tight)", body,
-                     "M = W.T @ W + sigma**2 * I; mean = solve(M, W.T @ (x - b).T).T; cov = sigma**2 * inv(M).")
+                     "M = W.T @ W + sigma**2 * I; mean = solve(M, W.T @ (x - b).T).T; cov = sigma**2 * inv(M).", student_fn)

@@ -28,7 +28,7 @@ def bernoulli_log_q(student_fn) -> CheckResult:
                     rtol=1e-7, atol=1e-9)
 
     return run_check("Exercise 04.1 (log-probability of a factorized Bernoulli q)", body,
-                     "torch.distributions.Bernoulli(probs=phi).log_prob(samples).sum(-1), or the formula.")
+                     "torch.distributions.Bernoulli(probs=phi).log_prob(samples).sum(-1), or the formula.", student_fn)
 
 
 def linear_gaussian_elbo(student_fn) -> CheckResult:
@@ -58,7 +58,7 @@ def linear_gaussian_elbo(student_fn) -> CheckResult:
 
     return run_check("Exercise 04.3 (the ELBO of probabilistic PCA in closed form)", body,
                      "recon = -D/2 log(2 pi sigma^2) - (||x - m W^T - b||^2 + s^2 @ (W**2).sum(0)) / (2 sigma^2); "
-                     "ELBO = recon - KL(q || N(0, I)) from exercise 03.2.")
+                     "ELBO = recon - KL(q || N(0, I)) from exercise 03.2.", student_fn)
 
 
 def missing_pixel_marginals(student_fn) -> CheckResult:
@@ -90,4 +90,4 @@ def missing_pixel_marginals(student_fn) -> CheckResult:
 
     return run_check("Exercise 04.2 (exact posterior marginals of the hidden pixels)", body,
                      "log r = log pi + sum over observed j of log Bern(x_j; probs[:, j]); r = softmax(log r); "
-                     "return (r @ probs)[~observed].")
+                     "return (r @ probs)[~observed].", student_fn)

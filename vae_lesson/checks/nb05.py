@@ -35,7 +35,7 @@ def reparameterized_sample(student_fn) -> CheckResult:
             compare(std.grad, eps.sum(0), "d(sum z)/d std", rtol=1e-9, atol=1e-12)
 
     return run_check("Exercise 05.1 (the reparameterized sample)", body,
-                     "z = mean + std * eps: eps carries the randomness, mean and std carry the gradient.")
+                     "z = mean + std * eps: eps carries the randomness, mean and std carry the gradient.", student_fn)
 
 
 def score_function_surrogate(student_fn) -> CheckResult:
@@ -69,7 +69,7 @@ def score_function_surrogate(student_fn) -> CheckResult:
             compare(got, expected, "the gradient of your surrogate", wrong, rtol=1e-8, atol=1e-10)
 
     return run_check("Exercise 05.2 (the score-function surrogate)", body,
-                     "return (f_values.detach() * log_q).mean(): its gradient is the average of f * grad log q.")
+                     "return (f_values.detach() * log_q).mean(): its gradient is the average of f * grad log q.", student_fn)
 
 
 def leave_one_out_baseline(student_fn) -> CheckResult:
@@ -88,4 +88,4 @@ def leave_one_out_baseline(student_fn) -> CheckResult:
             }, rtol=1e-9, atol=1e-12)
 
     return run_check("Exercise 05.3 (a leave-one-out baseline)", body,
-                     "b = (f_values.sum() - f_values) / (S - 1).")
+                     "b = (f_values.sum() - f_values) / (S - 1).", student_fn)

@@ -1,0 +1,87 @@
+"""Reference answers to the exercises, under the names the notebooks use.
+
+A student copy of a notebook starts each exercise as a scaffold. While an exercise is "not done
+yet", its check puts the reference function below into the notebook under the exercise's name,
+so the cells that use it still run: a student stuck on exercise 1 can still do exercise 3.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import distributions as D
+
+
+def mixture_log_density(x, weights, means, covs):
+    """log p(x_n) = logsumexp_k [log pi_k + log N(x_n; mu_k, Sigma_k)]: (N, D) -> (N,)."""
+    return torch.logsumexp(weights.log() + D.MultivariateNormal(means, covariance_matrix=covs).log_prob(x[:, None, :]), -1)
+
+
+def responsibilities(x, weights, means, covs):
+    """p(z = k | x_n): (N, D) -> (N, K)."""
+    return torch.softmax(weights.log() + D.MultivariateNormal(means, covariance_matrix=covs).log_prob(x[:, None, :]), -1)
+
+
+def m_step_means(x, resp):
+    """mu_k = sum_n r_nk x_n / sum_n r_nk: (N, D), (N, K) -> (K, D)."""
+    return resp.T @ x / resp.sum(0)[:, None]
+
+
+def naive_log_marginal(log_likelihoods):
+    """log (1/K) sum_k exp(l_k) over axis 0: (K, N) -> (N,)."""
+    return torch.logsumexp(log_likelihoods, 0) - math.log(log_likelihoods.shape[0])
+
+
+def importance_log_marginal(log_joint, log_q):
+    """log (1/K) sum_k p(x, z_k) / q(z_k): (K, N), (K, N) -> (N,)."""
+    return torch.logsumexp(log_joint - log_q, 0) - math.log(log_joint.shape[0])
+
+
+def elbo_monte_carlo(log_joint, q, n_samples):
+    """(1/S) sum_s [log p(x, z_s) - log q(z_s)], z_s ~ q."""
+    z = q.sample((n_samples,))
+    return (log_joint(z) - q.log_prob(z)).mean()
+
+
+def kl_to_standard_normal(mean, std):
+    """KL(N(mean, diag std^2) || N(0, I)): (N, d) -> (N,)."""
+    return 0.5 * (std**2 + mean**2 - 1 - 2 * torch.log(std)).sum(-1)
+
+
+def ppca_posterior(x, W, b, sigma):
+    """p(z | x) = N(M^-1 W^T (x - b), sigma^2 M^-1), M = W^T W + sigma^2 I."""
+    M = W.T @ W + sigma**2 * torch.eye(W.shape[1], dtype=W.dtype)
+    return torch.linalg.solve(M, W.T @ (x - b).T).T, sigma**2 * torch.linalg.inv(M)
+
+
+def log_q(samples, phi):
+    """log q(x_top; phi) for a product of Bernoullis: (S, M), (M,) -> (S,)."""
+    return (samples * torch.log(phi) + (1 - samples) * torch.log1p(-phi)).sum(-1)
+
+
+def missing_pixel_marginals(x, observed, weights, probs):
+    """p(x_j = 1 | x_bottom) for the hidden pixels j."""
+    r = torch.softmax(weights.log() + D.Bernoulli(probs=probs).log_prob(x)[:, observed].sum(-1), 0)
+    return (r @ probs)[~observed]
+
+
+def elbo_pca(x, W, b, log_sigma, q_mean, q_log_std):
+    """The closed-form ELBO of probabilistic PCA with q_n = N(m_n, diag s_n^2): (N, D) -> (N,)."""
+    from ..variational import elbo_linear_gaussian
+
+    return elbo_linear_gaussian(x, W, b, log_sigma, q_mean, q_log_std)
+
+
+def reparameterized_sample(mean, std, eps):
+    """z = mean + std * eps."""
+    return mean + std * eps
+
+
+def score_function_surrogate(f_values, log_q):
+    """A scalar whose gradient is (1/S) sum_s f(z_s) grad log q(z_s)."""
+    return (f_values.detach() * log_q).mean()
+
+
+def leave_one_out_baseline(f_values):
+    """b_s = the mean of f over the other S - 1 samples."""
+    return (f_values.sum() - f_values) / (f_values.shape[0] - 1)
