@@ -9,11 +9,11 @@
 For each notebook: start a fresh kernel of the current Python (as nbval's
 ``--nbval-current-env`` does, so no installed kernelspec is needed), run the notebook top to
 bottom with nbclient, then run one extra, injected cell in the same kernel that reports the
-kernel's peak resident memory (``ru_maxrss``, or VmHWM / VmRSS from /proc/self/status when
-one of those reads higher) and its current resident memory (``VmRSS``),
-and stop the kernel. The notebook files are never written. With ``--widgets`` another injected
-cell first moves every control of the notebook's widget through its values (ending with all of
-them at their largest), so the peak memory includes what the widget needs when a student uses it.
+kernel's peak resident memory (``ru_maxrss``, or VmHWM / VmRSS from /proc/self/status when one
+of those reads higher) and its current resident memory (``VmRSS``), and stop the kernel. The
+notebook files are never written. With ``--widgets`` another injected cell first moves every
+control of the notebook's widget through its values (ending with all of them at their
+largest), so the peak memory includes what the widget needs when a student uses it.
 
 Then, unless ``--no-server``, start a JupyterLab server (127.0.0.1, a free port, token auth,
 a temporary root directory holding copies of the notebooks and temporary JUPYTER_* config,
@@ -290,9 +290,10 @@ def main(argv: list[str] | None = None) -> int:
             r["trace"] = trace_notebook(p)
     server = {"measured": False, "why": "skipped (--no-server)"} if args.no_server else measure_server(paths)
 
-    machine = {"cpu": _cpu_name(), "cpus": os.cpu_count(), "python": platform.python_version(),
-               "platform": platform.platform()}
-    print(f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, Python {machine['python']}\n")
+    machine = {"cpu": _cpu_name(), "cpus": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
+               "python": platform.python_version(), "platform": platform.platform()}
+    print(f"Machine: {machine['cpu']}, {machine['cpus']} CPUs ({machine['cpus_usable']} usable by this process "
+          f"and its kernels), Python {machine['python']}\n")
     peak = "peak kernel RSS after the widget sweep (MiB)" if args.widgets else "peak kernel RSS (MiB)"
     extra = " widget settings swept (s) |" if args.widgets else ""
     print(f"| notebook | seconds (fresh kernel, top to bottom) | of which kernel start | {peak} | "
