@@ -39,8 +39,10 @@ def _check(mean, std, n_samples):
     return mean, std
 
 
-def _leave_one_out(fz: torch.Tensor, group_size: int) -> torch.Tensor:
-    """f minus, for each sample, the mean of f over the other samples of its group."""
+def leave_one_out(fz: torch.Tensor, group_size: int | None = None) -> torch.Tensor:
+    """f minus, for each sample, the mean of f over the other samples of its group (consecutive
+    groups of ``group_size``; all samples by default): the baseline b_s does not depend on z_s."""
+    group_size = fz.shape[0] if group_size is None else group_size
     groups = fz.reshape(-1, group_size)
     return (groups - (groups.sum(1, keepdim=True) - groups) / (group_size - 1)).reshape(fz.shape)
 
@@ -73,7 +75,7 @@ def score_function_samples(
         z = mean + std * eps  # a plain sample: the score function never differentiates through it
         fz = f(z)
     if baseline == "leave_one_out":
-        fz = _leave_one_out(fz, group_size)
+        fz = leave_one_out(fz, group_size)
     score = vmap(grad(lambda m, s, zi: _gaussian(m, s).log_prob(zi), argnums=(0, 1)), in_dims=(None, None, 0))
     d_mean, d_std = score(mean, std, z)
     return fz[:, None] * d_mean, fz[:, None] * d_std
@@ -129,7 +131,7 @@ def categorical_score_samples(values, logits, n_samples: int, baseline: str | No
         if group_size < 2 or n_samples % group_size:
             raise ValueError(f"a leave-one-out baseline needs groups of >= 2 samples that divide n_samples; "
                              f"got group_size={group_size}, n_samples={n_samples}")
-        fk = _leave_one_out(fk, group_size)
+        fk = leave_one_out(fk, group_size)
     elif baseline is not None:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
     return fk[:, None] * (torch.nn.functional.one_hot(k, logits.shape[-1]).to(probs.dtype) - probs)
@@ -181,7 +183,7 @@ def fit_gaussian_q(log_joint: Callable[[torch.Tensor], torch.Tensor], latent_dim
             lq = q.log_prob(z)
             with torch.no_grad():
                 f = log_joint(z) - lq
-                f = f - (f.sum() - f) / (n_samples - 1)
+                f = leave_one_out(f)
             surrogate = (f * lq).mean()
         opt.zero_grad()
         (-surrogate).backward()

@@ -14,6 +14,7 @@ import math
 
 import torch
 
+from .gradients import leave_one_out
 from .objectives import Estimate
 from .validation import check_positive_int
 
@@ -90,8 +91,7 @@ def optimize_phi(model, x, observed, n_steps: int = 300, n_samples: int = 64, lr
         lq = log_q(top, phi)
         with torch.no_grad():
             f = model.log_marginal(fill_missing(x, observed, top)) - lq
-            baseline = (f.sum() - f) / (n_samples - 1)
-        surrogate = ((f - baseline) * lq).mean()
+        surrogate = (leave_one_out(f) * lq).mean()
         opt.zero_grad()
         (-surrogate).backward()
         opt.step()

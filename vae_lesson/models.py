@@ -17,6 +17,7 @@ import torch
 from torch import distributions as D
 from torch import nn
 
+from .estimators import log_mean_exp
 from .validation import (
     as_tensor,
     check_finite,
@@ -154,10 +155,6 @@ class GaussianMixture(FiniteMixture):
     def components(self) -> D.MultivariateNormal:
         """The decoder p(x | z=k) for all k, as a batch of K MultivariateNormals."""
         return D.MultivariateNormal(self.means, covariance_matrix=self.covs)
-
-    def as_torch_distribution(self) -> D.MixtureSameFamily:
-        """The same model as torch's MixtureSameFamily (an independent implementation of p(x))."""
-        return D.MixtureSameFamily(self.prior, self.components())
 
     def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
         return self.components().log_prob(x[:, None, :])
@@ -321,8 +318,7 @@ class LatentGaussianModel(nn.Module):
         x = self._check_x(x)
         check_positive_int(n_samples, "n_samples")
         z = torch.randn(n_samples, self.latent_dim, generator=generator)
-        log_px_given_z = self.decoder(z).log_prob(x[:, None, :])  # (N, K)
-        return torch.logsumexp(log_px_given_z, dim=-1) - math.log(n_samples)
+        return log_mean_exp(self.decoder(z).log_prob(x[:, None, :]), dim=-1)  # over the K samples
 
 
 class LinearGaussianModel:

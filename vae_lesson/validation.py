@@ -53,12 +53,6 @@ def check_positive(t: torch.Tensor, name: str) -> torch.Tensor:
     return t
 
 
-def check_shape(t: torch.Tensor, name: str, shape: Sequence[int], meaning: str) -> torch.Tensor:
-    if tuple(t.shape) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)} {meaning}, got {tuple(t.shape)}")
-    return t
-
-
 def check_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")

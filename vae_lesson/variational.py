@@ -18,8 +18,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-from torch import distributions as D
 
+from .models import LinearGaussianModel
 from .validation import check_finite, check_ndim, check_positive_int
 
 
@@ -41,17 +41,20 @@ def elbo_linear_gaussian(x, W, b, log_sigma, q_mean, q_log_std) -> torch.Tensor:
     return recon - kl
 
 
+def _model(W, b, log_sigma) -> LinearGaussianModel:
+    """The same theta as a ``LinearGaussianModel`` (its tensors keep their gradients)."""
+    return LinearGaussianModel(W, b, torch.exp(log_sigma))
+
+
 def log_marginal_linear_gaussian(x, W, b, log_sigma) -> torch.Tensor:
     """(N,): log p(x_n; theta) = log N(x_n; b, W W^T + sigma^2 I), exact and differentiable."""
-    cov = W @ W.T + torch.exp(2 * log_sigma) * torch.eye(W.shape[0], dtype=W.dtype)
-    return D.MultivariateNormal(b, covariance_matrix=cov).log_prob(x)
+    return _model(W, b, log_sigma).log_marginal(x)
 
 
 def exact_posterior(x, W, b, log_sigma):
     """p(z | x_n) = N(M^{-1} W^T (x_n - b), sigma^2 M^{-1}), M = W^T W + sigma^2 I: (mean (N, d), cov (d, d))."""
-    sigma2 = torch.exp(2 * log_sigma)
-    M = W.T @ W + sigma2 * torch.eye(W.shape[1], dtype=W.dtype)
-    return torch.linalg.solve(M, W.T @ (x - b).T).T, sigma2 * torch.linalg.inv(M)
+    post = _model(W, b, log_sigma).posterior(x)
+    return post.mean, post.covariance_matrix[0]
 
 
 def optimal_diagonal_q(x, W, b, log_sigma):
@@ -154,17 +157,6 @@ class PCAEMReport:
     log_lik_after: float
 
 
-def _elbo_full(x, theta: Theta, mean, cov) -> torch.Tensor:
-    """(N,) ELBO with q_n = N(mean_n, cov) (full covariance, shared)."""
-    sigma2 = torch.exp(2 * theta.log_sigma)
-    resid = x - mean @ theta.W.T - theta.b
-    trace = torch.trace(theta.W @ cov @ theta.W.T)
-    recon = -0.5 * x.shape[1] * torch.log(2 * math.pi * sigma2) - (resid.pow(2).sum(-1) + trace) / (2 * sigma2)
-    q = D.MultivariateNormal(mean, covariance_matrix=cov.expand(x.shape[0], -1, -1))
-    prior = D.MultivariateNormal(torch.zeros_like(mean[0]), torch.eye(mean.shape[1], dtype=mean.dtype))
-    return recon - D.kl_divergence(q, prior)
-
-
 def pca_em_step(x, theta: Theta) -> tuple[Theta, PCAEMReport]:
     """EM for probabilistic PCA (Tipping and Bishop, 1999), with b learned alongside W.
 
@@ -176,7 +168,7 @@ def pca_em_step(x, theta: Theta) -> tuple[Theta, PCAEMReport]:
     with torch.no_grad():
         log_lik_before = log_marginal_linear_gaussian(x, theta.W, theta.b, theta.log_sigma).mean().item()
         mean, cov = exact_posterior(x, theta.W, theta.b, theta.log_sigma)
-        elbo_after_e = _elbo_full(x, theta, mean, cov).mean().item()
+        elbo_after_e = _model(*theta.params()).elbo(x, mean, cov).mean().item()
         N, Dm = x.shape
         d = mean.shape[1]
         ez = torch.cat([mean, torch.ones(N, 1, dtype=x.dtype)], dim=1)  # E[z~_n], (N, d + 1)
@@ -186,6 +178,6 @@ def pca_em_step(x, theta: Theta) -> tuple[Theta, PCAEMReport]:
         Wb = torch.linalg.solve(B, A.T).T  # A B^{-1} (B is symmetric)
         sigma2 = (x.pow(2).sum() - 2 * (Wb * A).sum() + torch.trace(B @ Wb.T @ Wb)) / (N * Dm)
         new = Theta(Wb[:, :d].contiguous(), Wb[:, d].contiguous(), 0.5 * torch.log(sigma2))
-        elbo_after_m = _elbo_full(x, new, mean, cov).mean().item()
+        elbo_after_m = _model(*new.params()).elbo(x, mean, cov).mean().item()
         log_lik_after = log_marginal_linear_gaussian(x, new.W, new.b, new.log_sigma).mean().item()
     return new, PCAEMReport(log_lik_before, elbo_after_e, elbo_after_m, log_lik_after)

@@ -168,9 +168,8 @@ def importance_sampling_explorer(
     def redraw(_=None):
         m, s, kk = mean.value, std.value, k.value
         z = m + s * eps[:, :kk]  # (R, K)
-        log_lik = model.log_likelihood(x, z.reshape(-1, 1, 1)).reshape(z.shape)  # log p(x | z)
-        log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z)
-        log_w = log_lik + log_prior - torch.distributions.Normal(m, s).log_prob(z)  # log p(x,z)/q(z)
+        log_joint = model.joint_log_prob(x, z.reshape(-1, 1)).reshape(z.shape)  # log p(x, z)
+        log_w = log_joint - torch.distributions.Normal(m, s).log_prob(z)  # log p(x, z) / q(z)
         estimates = log_mean_exp(log_w, dim=1)  # (R,)
         errors = (estimates - exact).numpy()
         ess = (effective_sample_size(log_w, dim=1) / kk).mean().item()
