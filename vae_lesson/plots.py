@@ -163,3 +163,109 @@ def figure_to_png(fig: Figure, dpi: int = 80, close: bool = True, tight: bool = 
     if close:
         plt.close(fig)
     return buf.getvalue()
+
+
+# ----------------------------------------------------------------------------------------------
+# Notebooks 06 and 07: the VAE on the digits
+
+
+def digits_to_array(images, rows: int, cols: int, pad: int = 1) -> np.ndarray:
+    """Tile images (rows * cols, 64) with values in [0, 1] into one (rows*(8+pad)-pad, cols*(8+pad)-pad)
+    array, row by row; the padding is white (0) so the tiles stay apart."""
+    imgs = np.asarray(torch.as_tensor(images).detach(), dtype=float).reshape(-1, *IMAGE_SHAPE)
+    if imgs.shape[0] != rows * cols:
+        raise ValueError(f"need rows * cols = {rows * cols} images, got {imgs.shape[0]}")
+    h, w = IMAGE_SHAPE
+    out = np.zeros((rows * (h + pad) - pad, cols * (w + pad) - pad))
+    for i, img in enumerate(imgs):
+        r, c = divmod(i, cols)
+        out[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = img
+    return out
+
+
+def digit_png(image, scale: int = 20, pad_value: float = 0.0) -> bytes:
+    """One 8x8 image (64,) or several tiled (2-D array) with values in [0, 1] as PNG bytes, each pixel
+    a ``scale`` x ``scale`` block, ink black on white (the ``gray_r`` colour map). No matplotlib:
+    about a millisecond, for widgets that redraw while a slider moves."""
+    a = np.asarray(torch.as_tensor(image).detach(), dtype=float)
+    if a.ndim == 1:
+        if a.size != IMAGE_SHAPE[0] * IMAGE_SHAPE[1]:
+            raise ValueError(f"a single image must have 64 pixels, got {a.size}")
+        a = a.reshape(IMAGE_SHAPE)
+    if a.ndim != 2:
+        raise ValueError(f"image must be (64,) or a 2-D array, got shape {a.shape}")
+    grey = (255 * (1 - np.clip(a, 0, 1))).astype(np.uint8)
+    grey = np.repeat(np.repeat(grey, scale, 0), scale, 1)
+    buf = io.BytesIO()
+    PIL.Image.fromarray(grey, mode="L").save(buf, format="png", compress_level=1)
+    return buf.getvalue()
+
+
+def training_curves(history, fig=None) -> Figure:
+    """ELBO, reconstruction E_q[log p(x|z)] and KL(q_phi(z|x) || p(z)) on the training and the test set
+    against the training step (nats per image), from a ``vae.TrainingHistory``."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2)) if fig is None else (fig, fig.axes)
+    titles = {"elbo": "ELBO (higher is better)", "reconstruction": "reconstruction  E_q[log p(x|z)]",
+              "kl": "KL(q_phi(z|x) || p(z))"}
+    for ax, (key, title) in zip(axes, titles.items()):
+        for name, style in (("train", "-"), ("test", "--")):
+            values = getattr(history, name).get(key)
+            if values:
+                ax.plot(history.steps, values, style, label=f"{name} ({len(history.steps)} evaluations)"
+                        if key == "elbo" else name)
+        ax.set(title=title, xlabel="training step", ylabel="nats per image")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    lo = min(min(getattr(history, n).get("elbo", [0])[len(history.steps) // 10:] or [0]) for n in ("train", "test"))
+    hi = max(max(getattr(history, n).get("elbo", [-1e9]) or [-1e9]) for n in ("train", "test"))
+    if hi > lo:
+        axes[0].set_ylim(lo - 0.5, hi + 0.5)
+    fig.tight_layout()
+    return fig
+
+
+def latent_map(means, labels, ax=None, title: str | None = None, lim: float = 3.0) -> Figure:
+    """Where the encoder puts each image: the 2-D means mu_phi(x) (N, 2), coloured by digit label (N,)."""
+    fig, ax = _fig_ax(ax, figsize=(4.8, 4.5))
+    means = np.asarray(torch.as_tensor(means).detach())
+    labels = np.asarray(torch.as_tensor(labels))
+    if means.ndim != 2 or means.shape[1] != 2:
+        raise ValueError(f"means must have shape (N, 2), got {means.shape}")
+    for k in np.unique(labels):
+        m = labels == k
+        ax.scatter(means[m, 0], means[m, 1], s=9, color=f"C{k}", alpha=0.8, linewidths=0)
+        cx, cy = np.median(means[m], 0)
+        ax.text(cx, cy, str(k), fontsize=13, weight="bold", ha="center", va="center", color=f"C{k}",
+                bbox=dict(boxstyle="circle,pad=0.15", fc="white", ec=f"C{k}", alpha=0.85))
+    ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="$z_1$", ylabel="$z_2$", aspect="equal")
+    ax.set_title(title or "encoder means $\\mu_\\phi(x)$, coloured by digit")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def decoded_plane(decode: Callable[[torch.Tensor], torch.Tensor], lim: float = 2.5, n: int = 15, ax=None) -> Figure:
+    """Decode a regular n x n grid of latent points z in [-lim, lim]^2: each tile is sigmoid(f_theta(z)),
+    the decoder's pixel probabilities at that z, placed where z is (z_2 grows upwards)."""
+    fig, ax = _fig_ax(ax, figsize=(6, 6))
+    zs = np.linspace(-lim, lim, n)
+    z = torch.tensor([[z1, z2] for z2 in zs[::-1] for z1 in zs], dtype=torch.float32)
+    with torch.no_grad():
+        tiles = digits_to_array(decode(z), n, n, pad=1)
+    step = zs[1] - zs[0] if n > 1 else 1.0
+    ax.imshow(tiles, cmap=DIGIT_CMAP, vmin=0, vmax=1, interpolation="nearest",
+              extent=(-lim - step / 2, lim + step / 2, -lim - step / 2, lim + step / 2))
+    ax.set(xlabel="$z_1$", ylabel="$z_2$", title="the decoder over the latent plane")
+    return fig
+
+
+def gap_histograms(gaps: dict, ax=None, bins: int = 30) -> Figure:
+    """Histograms of per-image gaps (name -> tensor (N,), nats), each with its mean marked."""
+    fig, ax = _fig_ax(ax, figsize=(6.5, 3.5))
+    for i, (name, values) in enumerate(gaps.items()):
+        v = np.asarray(torch.as_tensor(values).detach())
+        ax.hist(v, bins=bins, alpha=0.55, color=f"C{i}", label=f"{name} (mean {v.mean():.2f})")
+        ax.axvline(v.mean(), color=f"C{i}", lw=2)
+    ax.set(xlabel="nats per image", ylabel="test images")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig

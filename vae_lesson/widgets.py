@@ -3,18 +3,21 @@
 Each widget redraws one image in place (no stacking of figures)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
+import io
 import math
+from dataclasses import dataclass, field
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
+import PIL.Image
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.ticker import MaxNLocator
 from torch import distributions as D
 
 from . import plots
+from .plots import DIGIT_CMAP
 from .estimators import effective_sample_size, log_mean_exp
 from .models import Latent1DModel, LatentGaussianModel, LinearGaussianModel
 from .validation import check_positive_int
@@ -422,5 +425,203 @@ def gradient_estimator_explorer(n_repeats: int = 400, seed: int = 0) -> WidgetPa
 
     for control in (estimator, dim, sigma, k):
         control.observe(redraw, names="value")
+    redraw()
+    return parts
+
+
+# ----------------------------------------------------------------------------------------------
+# Notebooks 06 and 07
+
+
+def refinement_explorer(model, images: torch.Tensor, labels: torch.Tensor, log_px: torch.Tensor,
+                        n_steps: int = 200, lr: float = 0.005) -> WidgetParts:
+    """Semi-amortized inference on one test digit: pick the digit, slide the number of refinement
+    steps, and watch its ELBO climb from the encoder's (step 0, q_phi(z|x)) towards log p(x).
+
+    images (N, 64) binary, labels (N,), log_px (N,) importance-weighted estimates of log p(x).
+    Picking a digit runs ``vae.refine`` on it once (all steps recorded, a fraction of a second);
+    the step slider then only redraws (on release: a redraw renders a figure).
+    """
+    from .vae import refine
+
+    check_positive_int(n_steps, "n_steps")
+    if not (len(images) == len(labels) == len(log_px)):
+        raise ValueError(f"images, labels and log_px must have one entry per image, got {len(images)}, "
+                         f"{len(labels)} and {len(log_px)}")
+    digit = widgets.BoundedIntText(value=0, min=0, max=len(images) - 1, description="test digit #")
+    steps = widgets.IntSlider(value=0, min=0, max=n_steps, description="steps", continuous_update=False)
+    fig = plt.Figure(figsize=(8, 2.8))
+    ax_x, ax_curve = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 3]})
+    shown_x = ax_x.imshow(np.zeros((8, 8)), cmap=DIGIT_CMAP, vmin=0, vmax=1, interpolation="nearest")
+    ax_x.axis("off")
+    curve, = ax_curve.plot([], [], color="C0", lw=1.5, label="ELBO of the refined q(z; phi_i)")
+    marker, = ax_curve.plot([], [], "o", color="C0", ms=7)
+    enc_line = ax_curve.axhline(0, color="C1", ls="--", lw=1.2, label="encoder's ELBO, q_phi(z|x)")
+    lpx_line = ax_curve.axhline(0, color="k", lw=1.2, label="log p(x) (importance-weighted, K = 5000)")
+    ax_curve.set(xlabel="refinement steps (Adam on this image's ELBO)", ylabel="nats", xlim=(0, n_steps))
+    ax_curve.grid(alpha=0.3)
+    ax_curve.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    image, label = _image(fig), widgets.HTML()
+    parts = WidgetParts({"digit": digit, "steps": steps}, image, label,
+                        widgets.VBox([widgets.HBox([digit, steps]), image, label]))
+    cache: dict[int, torch.Tensor] = {}
+
+    def trajectory(i: int) -> torch.Tensor:
+        if i not in cache:
+            cache[i] = refine(model, images[i:i + 1], n_steps=n_steps, lr=lr, record_at=list(range(n_steps + 1)),
+                              seed=i).elbo[:, 0]
+        return cache[i]
+
+    def redraw(_=None):
+        i, s = digit.value, steps.value
+        elbo = trajectory(i)
+        lpx = float(log_px[i])
+        shown_x.set_data(images[i].reshape(8, 8).numpy())
+        ax_x.set_title(f"test digit #{i} (a {int(labels[i])})", fontsize=9)
+        curve.set_data(np.arange(n_steps + 1), elbo.numpy())
+        marker.set_data([s], [float(elbo[s])])
+        enc_line.set_ydata([float(elbo[0])] * 2)
+        lpx_line.set_ydata([lpx] * 2)
+        lo, hi = float(min(elbo.min(), elbo[0])), max(lpx, float(elbo.max()))
+        ax_curve.set_ylim(lo - 0.1 * (hi - lo) - 0.1, hi + 0.1 * (hi - lo) + 0.1)
+        image.value = plots.figure_to_png(fig, close=False, tight=False)
+        now, start = float(elbo[s]), float(elbo[0])
+        label.value = (f"after <b>{s}</b> steps: ELBO = <b>{now:.3f}</b> nats (encoder: {start:.3f}, so "
+                       f"refinement gained <b>{now - start:+.3f}</b>); log p(x) ≈ {lpx:.3f}, so the gap left is "
+                       f"<b>{lpx - now:.3f}</b> = KL(q || p(z|x)) for this q")
+        parts.state.update(digit=i, steps=s, elbo=now, encoder_elbo=start, log_px=lpx)
+
+    digit.observe(redraw, names="value")
+    steps.observe(redraw, names="value")
+    redraw()
+    return parts
+
+
+def _latent_background(model, images, labels, lim: float, dpi: int = 80):
+    """The latent map rendered once as an RGBA array, and a function mapping z (z1, z2) to pixel (row, col)."""
+    fig = plt.Figure(figsize=(4.4, 4.2))
+    ax = fig.subplots()
+    plots.latent_map(model.encode_mean(images), labels, ax=ax, lim=lim, title="drag the sliders: the red + is z")
+    fig.tight_layout()
+    canvas = FigureCanvasAgg(fig)
+    fig.set_dpi(dpi)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba()).copy()
+    height = rgba.shape[0]
+    transform = ax.transData
+
+    def to_pixel(z1: float, z2: float) -> tuple[int, int]:
+        x, y = transform.transform((z1, z2))
+        return int(round(height - y)), int(round(x))
+
+    plt.close(fig)
+    return rgba, to_pixel
+
+
+def _draw_cross(rgba: np.ndarray, row: int, col: int, size: int = 7) -> np.ndarray:
+    """A copy of the RGBA array with a red + (3 px thick) centred at (row, col)."""
+    out = rgba.copy()
+    h, w = out.shape[:2]
+    red = np.array([214, 39, 40, 255], dtype=np.uint8)
+    r0, r1 = max(row - size, 0), min(row + size + 1, h)
+    c0, c1 = max(col - size, 0), min(col + size + 1, w)
+    if 0 <= col < w:
+        out[r0:r1, max(col - 1, 0):col + 2] = red
+    if 0 <= row < h:
+        out[max(row - 1, 0):row + 2, c0:c1] = red
+    return out
+
+
+def _png(rgba: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    PIL.Image.fromarray(rgba, mode="RGBA").save(buf, format="png", compress_level=1)
+    return buf.getvalue()
+
+
+def latent_explorer(model, images: torch.Tensor, labels: torch.Tensor, lim: float = 3.0) -> WidgetParts:
+    """The 2-D latent space of a VAE: two sliders pick z = (z1, z2); the decoder turns it into a digit
+    immediately (p(x|z)'s pixel probabilities), next to the map of where the encoder puts the test
+    digits. "go to test digit #" moves z to that digit's encoder mean mu_phi(x).
+
+    Fast enough to follow a dragged slider (continuous_update=True): the map is rendered once, the
+    red + and the digit are drawn with NumPy and PIL, no matplotlib per update.
+    """
+    if model.latent_dim != 2:
+        raise ValueError(f"the latent explorer needs a model with a 2-D latent space, got latent_dim={model.latent_dim}; "
+                         "use vae.trained_vae('2d')")
+    background, to_pixel = _latent_background(model, images, labels, lim)
+    means = model.encode_mean(images)
+    z1 = widgets.FloatSlider(value=0.0, min=-lim, max=lim, step=0.05, description="z1", continuous_update=True)
+    z2 = widgets.FloatSlider(value=0.0, min=-lim, max=lim, step=0.05, description="z2", continuous_update=True)
+    go_to = widgets.BoundedIntText(value=-1, min=-1, max=len(images) - 1, description="test digit #",
+                                   tooltip="-1: none; otherwise move z to this test digit's encoder mean")
+    latent_image = widgets.Image(format="png", layout=widgets.Layout(width=f"{background.shape[1]}px", height="auto"))
+    image = widgets.Image(format="png", layout=widgets.Layout(width="160px", height="160px"))
+    label = widgets.HTML()
+    parts = WidgetParts({"z1": z1, "z2": z2, "go_to": go_to}, image, label,
+                        widgets.VBox([widgets.HBox([z1, z2, go_to]),
+                                      widgets.HBox([latent_image, widgets.VBox([widgets.HTML("<b>decoder p(x|z)</b>"), image])]),
+                                      label]),
+                        state={"latent_image": latent_image})
+    prior = D.Normal(0.0, 1.0)
+    busy = {"on": False}
+
+    def redraw(_=None):
+        if busy["on"]:
+            return
+        z = torch.tensor([[z1.value, z2.value]], dtype=torch.float32)
+        probs = model.decode(z)[0]
+        image.value = plots.digit_png(probs)
+        latent_image.value = _png(_draw_cross(background, *to_pixel(z1.value, z2.value)))
+        nearest = int(((means - z) ** 2).sum(1).argmin())
+        dist = float(((means[nearest] - z[0]) ** 2).sum().sqrt())
+        log_pz = float(prior.log_prob(z).sum())
+        label.value = (f"z = ({z1.value:+.2f}, {z2.value:+.2f}); log p(z) = {log_pz:.2f}; nearest encoded test digit: "
+                       f"a <b>{int(labels[nearest])}</b> (#{nearest}, {dist:.2f} away)")
+        parts.state.update(z=(z1.value, z2.value), probs=probs, nearest=nearest, nearest_label=int(labels[nearest]))
+
+    def on_go_to(_=None):
+        i = go_to.value
+        if i < 0:
+            return
+        busy["on"] = True
+        z1.value = float(np.clip(round(float(means[i, 0]) / 0.05) * 0.05, -lim, lim))
+        z2.value = float(np.clip(round(float(means[i, 1]) / 0.05) * 0.05, -lim, lim))
+        busy["on"] = False
+        redraw()
+
+    z1.observe(redraw, names="value")
+    z2.observe(redraw, names="value")
+    go_to.observe(on_go_to, names="value")
+    redraw()
+    return parts
+
+
+def interpolation_explorer(model, images: torch.Tensor, labels: torch.Tensor, n_points: int = 10,
+                           first: int = 0, second: int = 1) -> WidgetParts:
+    """Walk in latent space between two test digits: z_t = (1 - t) mu_phi(x_a) + t mu_phi(x_b) for t
+    from 0 to 1, each decoded (pixel probabilities), between the two originals. Both indices can
+    be typed; the strip redraws at once (NumPy and PIL)."""
+    check_positive_int(n_points, "n_points")
+    a = widgets.BoundedIntText(value=first, min=0, max=len(images) - 1, description="from digit #")
+    b = widgets.BoundedIntText(value=second, min=0, max=len(images) - 1, description="to digit #")
+    image = widgets.Image(format="png", layout=widgets.Layout(width=f"{(n_points + 2) * 9 * 8}px", height="auto"))
+    label = widgets.HTML()
+    parts = WidgetParts({"first": a, "second": b}, image, label, widgets.VBox([widgets.HBox([a, b]), image, label]))
+    t = torch.linspace(0, 1, n_points)[:, None]
+
+    def redraw(_=None):
+        mu = model.encode_mean(images[[a.value, b.value]])
+        path = (1 - t) * mu[0] + t * mu[1]
+        strip = torch.cat([images[a.value][None], model.decode(path), images[b.value][None]])
+        image.value = plots.digit_png(plots.digits_to_array(strip, 1, n_points + 2), scale=8)
+        label.value = (f"left: test digit #{a.value} (a {int(labels[a.value])}); right: #{b.value} "
+                       f"(a {int(labels[b.value])}); between them, the decoder at {n_points} evenly spaced points "
+                       "on the straight line between their encoder means")
+        parts.state.update(first=a.value, second=b.value, strip=strip)
+
+    a.observe(redraw, names="value")
+    b.observe(redraw, names="value")
     redraw()
     return parts

@@ -85,3 +85,34 @@ def score_function_surrogate(f_values, log_q):
 def leave_one_out_baseline(f_values):
     """b_s = the mean of f over the other S - 1 samples."""
     return (f_values.sum() - f_values) / (f_values.shape[0] - 1)
+
+
+def elbo_of_q(model, x, mean, log_std, eps):
+    """(1/S) sum_s [log p(x, z_s) - log q(z_s)], z_s = mean + exp(log_std) eps_s: -> (N,)."""
+    z = mean + log_std.exp() * eps
+    return (model.joint_log_prob(x, z) - D.Normal(mean, log_std.exp()).log_prob(z).sum(-1)).mean(0)
+
+
+def gaps_per_image(encoder_elbo, refined_elbo, log_px):
+    """(log p(x) - refined ELBO, refined ELBO - encoder ELBO), each (N,)."""
+    return log_px - refined_elbo, refined_elbo - encoder_elbo
+
+
+def negative_elbo_loss(x, logits, mean, log_std):
+    """-(1/B) sum_b [sum_j log Bernoulli(x_bj; sigmoid(logits_bj)) - KL(N(mean_b, exp(log_std_b)^2) || N(0, I))]."""
+    reconstruction = -torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(-1)
+    kl = 0.5 * (torch.exp(2 * log_std) + mean**2 - 1 - 2 * log_std).sum(-1)
+    return -(reconstruction - kl).mean()
+
+
+def encoder_sample(model, x, eps):
+    """z = mu_phi(x) + sigma_phi(x) * eps: (S, N, d)."""
+    mean, log_std = model.encoder.params(x)
+    return mean + log_std.exp() * eps
+
+
+def importance_weighted_log_px(model, x, eps):
+    """log (1/K) sum_k p(x, z_k) / q_phi(z_k | x), z_k = mu + sigma eps_k: (N,)."""
+    q = model.encoder(x)
+    z = q.mean + q.stddev * eps
+    return torch.logsumexp(model.joint_log_prob(x, z) - q.log_prob(z), 0) - math.log(eps.shape[0])
