@@ -5,8 +5,9 @@ import pytest
 from conftest import assert_memorized_answer_fails, assert_not_done_yet, assert_right_answers_pass
 from test_checks_nb04 import CHECKS as NB04
 from test_checks_nb05 import CHECKS as NB05
+from test_checks_nb06_nb07 import CHECKS as NB06_07
 
-CHECKS = {**NB04, **NB05}
+CHECKS = {**NB04, **NB05, **NB06_07}
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))

@@ -172,7 +172,10 @@ def figure_to_png(fig: Figure, dpi: int = 80, close: bool = True, tight: bool = 
 def digits_to_array(images, rows: int, cols: int, pad: int = 1) -> np.ndarray:
     """Tile images (rows * cols, 64) with values in [0, 1] into one (rows*(8+pad)-pad, cols*(8+pad)-pad)
     array, row by row; the padding is white (0) so the tiles stay apart."""
-    imgs = np.asarray(torch.as_tensor(images).detach(), dtype=float).reshape(-1, *IMAGE_SHAPE)
+    imgs = np.asarray(torch.as_tensor(images).detach(), dtype=float)
+    if imgs.ndim < 2 or imgs[0].size != IMAGE_SHAPE[0] * IMAGE_SHAPE[1]:
+        raise ValueError(f"images must have shape (N, 64) or (N, 8, 8), got {imgs.shape}")
+    imgs = imgs.reshape(-1, *IMAGE_SHAPE)
     if imgs.shape[0] != rows * cols:
         raise ValueError(f"need rows * cols = {rows * cols} images, got {imgs.shape[0]}")
     h, w = IMAGE_SHAPE
@@ -183,7 +186,7 @@ def digits_to_array(images, rows: int, cols: int, pad: int = 1) -> np.ndarray:
     return out
 
 
-def digit_png(image, scale: int = 20, pad_value: float = 0.0) -> bytes:
+def digit_png(image, scale: int = 20) -> bytes:
     """One 8x8 image (64,) or several tiled (2-D array) with values in [0, 1] as PNG bytes, each pixel
     a ``scale`` x ``scale`` block, ink black on white (the ``gray_r`` colour map). No matplotlib:
     about a millisecond, for widgets that redraw while a slider moves."""
@@ -246,6 +249,8 @@ def latent_map(means, labels, ax=None, title: str | None = None, lim: float = 3.
 def decoded_plane(decode: Callable[[torch.Tensor], torch.Tensor], lim: float = 2.5, n: int = 15, ax=None) -> Figure:
     """Decode a regular n x n grid of latent points z in [-lim, lim]^2: each tile is sigmoid(f_theta(z)),
     the decoder's pixel probabilities at that z, placed where z is (z_2 grows upwards)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an integer >= 2 (points per axis), got {n!r}")
     fig, ax = _fig_ax(ax, figsize=(6, 6))
     zs = np.linspace(-lim, lim, n)
     z = torch.tensor([[z1, z2] for z2 in zs[::-1] for z1 in zs], dtype=torch.float32)
@@ -268,4 +273,20 @@ def gap_histograms(gaps: dict, ax=None, bins: int = 30) -> Figure:
     ax.set(xlabel="nats per image", ylabel="test images")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return fig
+
+
+def digit_rows(rows: dict, size: float = 0.75) -> Figure:
+    """One labelled row of 8x8 digits per entry of ``rows`` (name -> images (n, 64) in [0, 1]), for
+    side-by-side comparisons (originals, reconstructions, samples). Every row has the same length."""
+    arrays = [np.asarray(torch.as_tensor(v).detach(), dtype=float).reshape(-1, 64) for v in rows.values()]
+    n = arrays[0].shape[0] if arrays else 0
+    if not arrays or any(a.shape[0] != n for a in arrays):
+        raise ValueError(f"every row needs the same number of images, got {[a.shape[0] for a in arrays]}")
+    fig, axes = plt.subplots(len(arrays), 1, figsize=(size * n, (size + 0.3) * len(arrays)), squeeze=False)
+    for ax, name, a in zip(axes[:, 0], rows, arrays):
+        ax.imshow(digits_to_array(a, 1, n, pad=1), cmap=DIGIT_CMAP, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(name, fontsize=9, loc="left")
+        ax.axis("off")
+    fig.tight_layout(pad=0.3)
     return fig

@@ -67,10 +67,11 @@ def fit(
     """
     check_positive_int(n_steps, "n_steps")
     check_positive_int(callback_every, "callback_every")
-    if time_budget is not None and not (isinstance(time_budget, (int, float)) and time_budget > 0):
+    if time_budget is not None and (isinstance(time_budget, bool) or not isinstance(time_budget, (int, float))
+                                    or not time_budget > 0):
         raise ValueError(f"time_budget must be a positive number of seconds, got {time_budget!r}")
     if optimizer is None:
-        if not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
+        if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
             raise ValueError(f"lr must be a positive number, got {lr!r}")
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
@@ -101,6 +102,7 @@ def fit(
                     fraction = elapsed / time_budget if time_budget is not None else step / n_steps
                     for group, base in zip(optimizer.param_groups, base_lrs):
                         group["lr"] = base * lr_schedule(fraction)
+                    lr_now = optimizer.param_groups[0]["lr"]  # what a NaN message quotes
             optimizer.zero_grad(set_to_none=True)
             terms = _as_terms(loss_fn(step))
             values = {k: float(v.detach()) for k, v in terms.items()}

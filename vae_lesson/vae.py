@@ -417,6 +417,7 @@ def refine(model: VAE, x, n_steps: int = 200, lr: float = 0.005, n_samples: int 
     mean, log_std = mean.clone().requires_grad_(True), log_std.clone().requires_grad_(True)
     eval_eps = torch.randn((eval_samples, *mean.shape), generator=generator)
     optimizer = torch.optim.Adam([mean, log_std], lr=lr)
+    flags = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():  # theta (and the encoder) stay fixed
         p.requires_grad_(False)
     elbos = []
@@ -433,8 +434,8 @@ def refine(model: VAE, x, n_steps: int = 200, lr: float = 0.005, n_samples: int 
             loss.backward()
             optimizer.step()
     finally:
-        for p in model.parameters():
-            p.requires_grad_(True)
+        for p, flag in zip(model.parameters(), flags):  # as they were
+            p.requires_grad_(flag)
     return Refinement(mean.detach(), log_std.detach(), record, torch.stack(elbos))
 
 

@@ -524,8 +524,8 @@ def _draw_cross(rgba: np.ndarray, row: int, col: int, size: int = 7) -> np.ndarr
     out = rgba.copy()
     h, w = out.shape[:2]
     red = np.array([214, 39, 40, 255], dtype=np.uint8)
-    r0, r1 = max(row - size, 0), min(row + size + 1, h)
-    c0, c1 = max(col - size, 0), min(col + size + 1, w)
+    r0, r1 = min(max(row - size, 0), h), max(min(row + size + 1, h), 0)  # clipped to the image: may be empty
+    c0, c1 = min(max(col - size, 0), w), max(min(col + size + 1, w), 0)
     if 0 <= col < w:
         out[r0:r1, max(col - 1, 0):col + 2] = red
     if 0 <= row < h:
@@ -555,7 +555,7 @@ def latent_explorer(model, images: torch.Tensor, labels: torch.Tensor, lim: floa
     z1 = widgets.FloatSlider(value=0.0, min=-lim, max=lim, step=0.05, description="z1", continuous_update=True)
     z2 = widgets.FloatSlider(value=0.0, min=-lim, max=lim, step=0.05, description="z2", continuous_update=True)
     go_to = widgets.BoundedIntText(value=-1, min=-1, max=len(images) - 1, description="test digit #",
-                                   tooltip="-1: none; otherwise move z to this test digit's encoder mean")
+                                   tooltip="type a test digit's number to move z to its encoder mean; -1 once z moves away")
     latent_image = widgets.Image(format="png", layout=widgets.Layout(width=f"{background.shape[1]}px", height="auto"))
     image = widgets.Image(format="png", layout=widgets.Layout(width="160px", height="160px"))
     label = widgets.HTML()
@@ -567,9 +567,16 @@ def latent_explorer(model, images: torch.Tensor, labels: torch.Tensor, lim: floa
     prior = D.Normal(0.0, 1.0)
     busy = {"on": False}
 
-    def redraw(_=None):
+    def on_slider(_=None):
         if busy["on"]:
             return
+        if go_to.value != -1:  # z left the digit: typing the same number again goes back to it
+            busy["on"] = True
+            go_to.value = -1
+            busy["on"] = False
+        redraw()
+
+    def redraw():
         z = torch.tensor([[z1.value, z2.value]], dtype=torch.float32)
         probs = model.decode(z)[0]
         image.value = plots.digit_png(probs)
@@ -583,7 +590,7 @@ def latent_explorer(model, images: torch.Tensor, labels: torch.Tensor, lim: floa
 
     def on_go_to(_=None):
         i = go_to.value
-        if i < 0:
+        if i < 0 or busy["on"]:
             return
         busy["on"] = True
         z1.value = float(np.clip(round(float(means[i, 0]) / 0.05) * 0.05, -lim, lim))
@@ -591,8 +598,8 @@ def latent_explorer(model, images: torch.Tensor, labels: torch.Tensor, lim: floa
         busy["on"] = False
         redraw()
 
-    z1.observe(redraw, names="value")
-    z2.observe(redraw, names="value")
+    z1.observe(on_slider, names="value")
+    z2.observe(on_slider, names="value")
     go_to.observe(on_go_to, names="value")
     redraw()
     return parts

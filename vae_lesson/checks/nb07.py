@@ -31,6 +31,8 @@ def negative_elbo_loss(student_fn) -> CheckResult:
             mean = torch.randn(B, d, generator=g, dtype=torch.float64)
             log_std = torch.randn(B, d, generator=g, dtype=torch.float64) * 0.5 - 0.3
             out = student_fn(x.clone(), logits.clone(), mean.clone(), log_std.clone())
+            if out is None:
+                raise ExerciseError("your function returned None. Did you forget `return`?")
             if isinstance(out, torch.Tensor) and out.numel() == B and B > 1:
                 raise ExerciseError("return one number for the batch: average the per-image losses over the batch")
             rec, kl = _bernoulli_log_lik(x, logits), _kl(mean, log_std)
@@ -73,15 +75,22 @@ def encoder_sample(student_fn, model: VAE | None = None, x: torch.Tensor | None 
                 raise ExerciseError(f"return a torch tensor, not {type(z).__name__}")
             mean, log_std = m.encoder.params(xs)
             expected = (mean + log_std.exp() * eps).detach()
-            if z.shape == expected.shape and not z.requires_grad:
-                raise ExerciseError("no gradient flows back to the encoder (phi): build z from the encoder's outputs "
-                                    "with + and *, without .sample(), torch.no_grad() or .detach()")
-            compare(z, expected, "z", {
-                "the encoder outputs log sigma: scale eps by exp(log_std), not by log_std.": (mean + log_std * eps).detach(),
-                "exp(2 log_std) is the variance; scale eps by the standard deviation exp(log_std).":
-                    (mean + torch.exp(2 * log_std) * eps).detach(),
-                "z must use the encoder's mean and spread, not only the noise: z = mean + exp(log_std) * eps.": eps,
-            }, rtol=1e-4, atol=1e-5)
+            try:
+                compare(z, expected, "z", {
+                    "the encoder outputs log sigma: scale eps by exp(log_std), not by log_std.": (mean + log_std * eps).detach(),
+                    "exp(2 log_std) is the variance; scale eps by the standard deviation exp(log_std).":
+                        (mean + torch.exp(2 * log_std) * eps).detach(),
+                    "z must use the encoder's mean and spread, not only the noise: z = mean + exp(log_std) * eps.": eps,
+                }, rtol=1e-4, atol=1e-5)
+            except ExerciseError as exc:
+                if not z.requires_grad and "values differ" in str(exc):
+                    raise ExerciseError("z is not mean + exp(log_std) * eps for the eps you were given, and no gradient "
+                                        "flows back to the encoder (phi): .sample() draws its own noise and cuts the graph. "
+                                        "Build z from the encoder's outputs and eps with + and *.") from None
+                raise
+            if not z.requires_grad:
+                raise ExerciseError("the values are right, but no gradient flows back to the encoder (phi): build z "
+                                    "from the encoder's outputs with + and *, without .sample(), torch.no_grad() or .detach()")
             grads = torch.autograd.grad(z.sum(), [p for p in m.encoder.parameters()], allow_unused=True)
             if any(gr is None for gr in grads):
                 raise ExerciseError("some encoder parameters get no gradient: z must come from model.encoder")

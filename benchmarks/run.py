@@ -1,0 +1,424 @@
+"""Benchmarks: how fast the course runs, how responsive its widgets are, and how good its VAE is.
+
+    .venv/bin/python benchmarks/run.py                     # notebooks, widgets, vae, amortization
+    .venv/bin/python benchmarks/run.py --only vae,widgets  # some sections
+    .venv/bin/python benchmarks/run.py --install           # also time a fresh install (slow)
+
+Measures on the machine it runs on and writes ``benchmarks/results.json`` and
+``benchmarks/results.md`` (the Markdown tables, also printed). Sections:
+
+- ``notebooks``: each notebook run top to bottom in a fresh kernel (nbclient, via
+  tools/measure_notebooks.py): wall seconds and the kernel's peak memory (MiB). Models are
+  trained from scratch (an empty $VAE_LESSON_CACHE), as on a student's first run.
+- ``widgets``: every widget builder in vae_lesson.widgets, built as its notebook builds it; one
+  update = set a control's value from Python and return when the callback has drawn (callbacks
+  run synchronously); median and 95th percentile over ``--updates`` updates.
+- ``vae``: the course's VAE (``vae.Recipe``, learning rate schedule following elapsed time) and
+  the reference recipe, the pytorch/examples VAE (784-400-20 there, 64-400-20 here; ReLU;
+  Adam lr 1e-3; batch 128; summed Bernoulli loss; no regularizer), each trained for the same
+  wall-clock budget in the same run on the same split of the binarized digits; held-out ELBO
+  and importance-weighted log p(x) with K = 5000, in nats per image. Also the 2-D latent model
+  ("2d" recipe) on the same held-out set. Single-threaded, as the notebooks run.
+- ``amortization``: notebook 06's held-out averages: encoder ELBO, refined ELBO, log p(x), and the
+  two gaps, with standard errors.
+- ``install`` (only with --install): wall time and size of a fresh environment made as
+  ``python3 dev.py lab`` makes it (a venv, ``pip install -r requirements.txt``).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "benchmarks"
+SECTIONS = ("notebooks", "widgets", "vae", "amortization", "install")
+TARGETS = {"notebook_s": 60.0, "early_notebook_s": 30.0, "collection_s": 240.0, "widget_median_ms": 30.0,
+           "widget_p95_ms": 100.0, "peak_mib": 1536.0, "latent_2d_logpx": -18.5}
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+# ----------------------------------------------------------------------------------------------
+# notebooks
+
+
+def bench_notebooks() -> dict:
+    spec = importlib.util.spec_from_file_location("measure_notebooks", ROOT / "tools" / "measure_notebooks.py")
+    measure = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(measure)
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+        os.environ["VAE_LESSON_CACHE"] = cache  # trained from scratch, as on a first run
+        for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+            row = measure.measure_notebook(path)
+            out[path.name] = {"seconds": row["seconds"], "peak_mib": row["peak_rss_mib"]}
+            print(f"  {path.name}: {row['seconds']:.1f} s, {row['peak_rss_mib']:.0f} MiB", flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# widgets
+
+
+def _builders():
+    """(name, build, control name, values to cycle through) for every widget builder, built with
+    the inputs its notebook uses (models untrained where training would not change the cost)."""
+    import torch
+
+    from vae_lesson import data, models, vae, widgets
+    from vae_lesson.bernoulli_mixture import fit_bernoulli_mixture, observed_bottom_half
+
+    digits = data.load_digits(binarized=True)
+
+    def latent_samples():
+        spiral, _ = data.make_toy_2d("spiral", n=600)
+        return widgets.latent_samples_explorer(models.LatentGaussianModel(latent_dim=1, data_dim=2, hidden=64),
+                                               spiral, max_k=200)
+
+    def importance():
+        model = models.LinearGaussianModel.random(data_dim=50, latent_dim=1, sigma=0.2, seed=3)
+        x = model.decoder(torch.tensor([1.5], dtype=torch.float64)).sample((1,))
+        return widgets.importance_sampling_explorer(model, x)
+
+    def missing_half():
+        model, _ = fit_bernoulli_mixture(digits.x_train, n_components=20, n_iter=50, seed=0)
+        show = torch.tensor([int((digits.y_test == k).nonzero()[0]) for k in (9, 4, 7, 3, 0, 2)])
+        return widgets.missing_half_explorer(model, digits.x_test[show], digits.y_test[show], observed_bottom_half())
+
+    def refinement():
+        model = vae.trained_vae("course", progress=False)
+        log_px = model.log_marginal(digits.x_test[:20], n_samples=1000)
+        return widgets.refinement_explorer(model, digits.x_test[:20], digits.y_test[:20], log_px)
+
+    def latent():
+        return widgets.latent_explorer(vae.trained_vae("2d", progress=False), digits.x_test, digits.y_test)
+
+    def interpolation():
+        return widgets.interpolation_explorer(vae.trained_vae("2d", progress=False), digits.x_test, digits.y_test)
+
+    grid = lambda lo, hi, n: [lo + (hi - lo) * i / (n - 1) for i in range(n)]  # noqa: E731
+    return [
+        ("latent_samples_explorer", latent_samples, "k", None),
+        ("importance_sampling_explorer", importance, "k", None),
+        ("elbo_explorer", lambda: widgets.elbo_explorer(models.Latent1DModel(), 1.2, q_mean=-4.0, q_std=0.75**0.5),
+         "mean", None),
+        ("missing_half_explorer", missing_half, "preset", None),
+        ("gradient_estimator_explorer", widgets.gradient_estimator_explorer, "dim", None),
+        ("refinement_explorer (steps)", refinement, "steps", None),
+        ("refinement_explorer (new digit)", refinement, "digit", list(range(20))),
+        ("latent_explorer", latent, "z1", [round(v, 2) for v in grid(-2.5, 2.5, 51)]),
+        ("interpolation_explorer", interpolation, "second", list(range(2, 60))),
+    ]
+
+
+def _values_of(control) -> list:
+    import ipywidgets as w
+
+    if isinstance(control, w.FloatLogSlider):
+        lo, hi = control.min, control.max
+        return [control.base ** (lo + (hi - lo) * i / 10) for i in range(11)]
+    if isinstance(control, (w.IntSlider, w.BoundedIntText)):
+        step = max(1, (control.max - control.min) // 20)
+        return list(range(control.min, control.max + 1, step))
+    if isinstance(control, w.FloatSlider):
+        return [control.min + (control.max - control.min) * i / 20 for i in range(21)]
+    if hasattr(control, "options"):
+        return [o[1] if isinstance(o, tuple) else o for o in control.options]
+    raise TypeError(f"do not know how to move a {type(control).__name__}")
+
+
+def bench_widgets(n_updates: int) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+        os.environ["VAE_LESSON_CACHE"] = cache
+        for name, build, control_name, values in _builders():
+            parts = build()
+            control = parts.controls[control_name]
+            values = values or _values_of(control)
+            values = [v for v in values if v != control.value] + [control.value]  # every update changes it
+            times = []
+            i = 0
+            while len(times) < n_updates:
+                value = values[i % len(values)]
+                i += 1
+                if value == control.value:
+                    continue
+                start = time.perf_counter()
+                control.value = value  # observers run synchronously: returns when the image is drawn
+                times.append(1000 * (time.perf_counter() - start))
+            times.sort()
+            out[name] = {"median_ms": round(statistics.median(times), 1),
+                         "p95_ms": round(times[min(len(times) - 1, math.ceil(0.95 * len(times)) - 1)], 1),
+                         "control": control_name, "updates": len(times),
+                         "continuous_update": bool(getattr(control, "continuous_update", False))}
+            print(f"  {name}: median {out[name]['median_ms']} ms, p95 {out[name]['p95_ms']} ms", flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the VAE against the reference recipe
+
+
+def train_reference(x_train, budget_s: float, seed: int = 0):
+    """The pytorch/examples VAE recipe (examples/vae/main.py) on 8x8 digits, for ``budget_s`` seconds.
+    Returns the trained reference as a ``vae.VAE`` with the same function (for evaluation) and the step count."""
+    import torch
+    from torch import nn
+
+    from vae_lesson.vae import VAE
+
+    class ExamplesVAE(nn.Module):  # as in pytorch/examples, with 64 pixels instead of 784
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc21, self.fc22 = nn.Linear(64, 400), nn.Linear(400, 20), nn.Linear(400, 20)
+            self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 64)
+
+        def forward(self, x):
+            h1 = torch.relu(self.fc1(x))
+            mu, logvar = self.fc21(h1), self.fc22(h1)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            return torch.sigmoid(self.fc4(torch.relu(self.fc3(z)))), mu, logvar
+
+    def loss_function(recon_x, x, mu, logvar):
+        bce = nn.functional.binary_cross_entropy(recon_x, x, reduction="sum")
+        kld = -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+        return bce + kld
+
+    torch.manual_seed(seed)
+    ref = ExamplesVAE()
+    optimizer = torch.optim.Adam(ref.parameters(), lr=1e-3, fused=True)  # fused: the same Adam, as ours uses
+    n, steps, start = x_train.shape[0], 0, time.perf_counter()
+    while time.perf_counter() - start < budget_s:
+        order = torch.randperm(n)
+        for i in range(0, n, 128):  # DataLoader(batch_size=128, shuffle=True), last batch kept
+            x = x_train[order[i:i + 128]]
+            optimizer.zero_grad()
+            loss_function(*ref(x), x).backward()
+            optimizer.step()
+            steps += 1
+            if time.perf_counter() - start >= budget_s:
+                break
+    # The same function as a vae.VAE: log sigma = logvar / 2, the decoder's logits are fc4's output.
+    model = VAE(latent_dim=20, hidden=400, layers=1, activation="relu")
+    with torch.no_grad():
+        model.encoder.net[0].load_state_dict(ref.fc1.state_dict())
+        model.encoder.net[2].weight.copy_(torch.cat([ref.fc21.weight, 0.5 * ref.fc22.weight]))
+        model.encoder.net[2].bias.copy_(torch.cat([ref.fc21.bias, 0.5 * ref.fc22.bias]))
+        model.decoder.net[0].load_state_dict(ref.fc3.state_dict())
+        model.decoder.net[2].load_state_dict(ref.fc4.state_dict())
+        x = x_train[:16]
+        h = torch.relu(ref.fc1(x))
+        assert torch.allclose(model.encoder.params(x)[0], ref.fc21(h), atol=1e-5)
+        assert torch.allclose(model.encoder.params(x)[1], 0.5 * ref.fc22(h), atol=1e-5)
+    return model.eval(), steps
+
+
+def evaluate(model, x_test) -> dict:
+    import torch
+
+    with torch.no_grad():
+        elbo = model.elbo(x_test, n_samples=100, seed=0).elbo
+        log_px = model.log_marginal(x_test, n_samples=5000, seed=0)
+    se = lambda v: float(v.std() / math.sqrt(v.numel()))  # noqa: E731
+    return {"elbo": round(float(elbo.mean()), 3), "elbo_se": round(se(elbo), 3),
+            "logpx": round(float(log_px.mean()), 3), "logpx_se": round(se(log_px), 3)}
+
+
+def bench_vae(budget_s: float, seeds: list[int]) -> dict:
+    import torch
+
+    from vae_lesson import data, vae
+    from vae_lesson.seeding import seed_everything
+
+    seed_everything(0)  # one thread, as the notebooks run
+    grey, binary = data.load_digits(), data.load_digits(binarized=True)
+    runs = []
+    for seed in seeds:
+        recipe = vae.Recipe(seed=seed)
+        ours, history = vae.train_vae(recipe, grey.x_train, time_budget=budget_s, progress=False)
+        reference, ref_steps = train_reference(binary.x_train, budget_s, seed=seed)
+        run = {"seed": seed, "ours": {**evaluate(ours, binary.x_test), "steps": history.n_steps,
+                                      "seconds": round(history.seconds, 1)},
+               "reference": {**evaluate(reference, binary.x_test), "steps": ref_steps}}
+        runs.append(run)
+        print(f"  seed {seed}: ours {run['ours']['logpx']} ({history.n_steps} steps), "
+              f"reference {run['reference']['logpx']} ({ref_steps} steps)", flush=True)
+    start = time.perf_counter()
+    model_2d, history_2d = vae.train_vae(vae.RECIPES["2d"], grey.x_train, progress=False)
+    result = {"budget_s": budget_s, "ours": runs[0]["ours"], "reference": runs[0]["reference"],
+              "latent_2d": {**evaluate(model_2d, binary.x_test), "steps": history_2d.n_steps,
+                            "train_seconds": round(history_2d.seconds, 1)},
+              "course_recipe_steps": vae.Recipe().n_steps, "runs": runs}
+    print(f"  2-D model: {result['latent_2d']['logpx']} ({time.perf_counter() - start:.0f} s)", flush=True)
+    return result
+
+
+def bench_amortization() -> dict:
+    import torch
+
+    from vae_lesson import data, vae
+    from vae_lesson.seeding import seed_everything
+
+    seed_everything(0)
+    x_test = data.load_digits(binarized=True).x_test
+    with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
+        os.environ["VAE_LESSON_CACHE"] = cache
+        model = vae.trained_vae("course", progress=False)
+    refined = vae.refine(model, x_test, n_steps=200)  # as notebook 06
+    log_px = model.log_marginal(x_test, n_samples=5000, seed=0)
+    enc, ref = refined.elbo[0], refined.elbo[-1]
+    se = lambda v: round(float(v.std() / math.sqrt(v.numel())), 3)  # noqa: E731
+    gaps = vae.amortization_gaps(enc, ref, log_px)
+    out = {"encoder_elbo": round(float(enc.mean()), 3), "encoder_elbo_se": se(enc),
+           "refined_elbo": round(float(ref.mean()), 3), "refined_elbo_se": se(ref),
+           "logpx": round(float(log_px.mean()), 3), "logpx_se": se(log_px),
+           **{f"{k}_gap": round(float(v.value), 3) for k, v in gaps.items()},
+           **{f"{k}_gap_se": round(float(v.std_error), 3) for k, v in gaps.items()},
+           "n_images": int(x_test.shape[0]), "refine_steps": 200}
+    # time per new image, as notebook 06 measures it
+    x_new = x_test[:1]
+    start = time.perf_counter()
+    with torch.no_grad():
+        for _ in range(200):
+            model.encoder(x_new)
+    out["encoder_forward_ms"] = round(1000 * (time.perf_counter() - start) / 200, 3)
+    start = time.perf_counter()
+    vae.refine(model, x_new, n_steps=200)
+    out["refine_200_steps_ms"] = round(1000 * (time.perf_counter() - start), 1)
+    print(f"  gaps: approximation {out['approximation_gap']}, amortization {out['amortization_gap']}", flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# install
+
+
+def bench_install() -> dict:
+    with tempfile.TemporaryDirectory(prefix="bench-install-") as tmp:
+        venv = Path(tmp) / "venv"
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        subprocess.run(pip + ["--upgrade", "pip"], check=True, cwd=ROOT)
+        subprocess.run(pip + ["-r", "requirements.txt"], check=True, cwd=ROOT)
+        seconds = time.perf_counter() - start
+        size = sum(f.stat().st_size for f in venv.rglob("*") if f.is_file() and not f.is_symlink())
+    return {"seconds": round(seconds, 1), "size_mib": round(size / 2**20)}
+
+
+# ----------------------------------------------------------------------------------------------
+# report
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, torch {m['torch']} "
+             f"({m['torch_threads']} thread{'s' if m['torch_threads'] != 1 else ''} for training)."]
+    ok = lambda good: "✅" if good else "❌ missed"  # noqa: E731
+    if "notebooks" in results:
+        nbs = results["notebooks"]
+        total = sum(v["seconds"] for v in nbs.values())
+        lines += ["", "| notebook | seconds | peak MiB | target |", "|---|---|---|---|"]
+        for name, v in nbs.items():
+            limit = TARGETS["early_notebook_s"] if name[:2] <= "05" else TARGETS["notebook_s"]
+            lines.append(f"| {name} | {v['seconds']:.1f} | {v['peak_mib']:.0f} | < {limit:.0f} s, "
+                         f"< {TARGETS['peak_mib']:.0f} MiB {ok(v['seconds'] < limit and v['peak_mib'] < TARGETS['peak_mib'])} |")
+        lines.append(f"| **all** | **{total:.1f}** | | < {TARGETS['collection_s']:.0f} s {ok(total < TARGETS['collection_s'])} |")
+    if "widgets" in results:
+        lines += ["", "| widget update | median ms | p95 ms | continuous_update | target (30 / 100 ms) |", "|---|---|---|---|---|"]
+        for name, v in results["widgets"].items():
+            good = v["median_ms"] < TARGETS["widget_median_ms"] and v["p95_ms"] < TARGETS["widget_p95_ms"]
+            note = ok(good) if good or v["continuous_update"] else "❌ missed (redraws on release)"
+            lines.append(f"| {name} (`{v['control']}`) | {v['median_ms']} | {v['p95_ms']} | {v['continuous_update']} | {note} |")
+    if "vae" in results:
+        v = results["vae"]
+        lines += ["", f"Held-out binarized digits (360), nats per image, K = 5000; training budget {v['budget_s']:.0f} s each, "
+                      "same run, same split:", "",
+                  "| model | steps | test ELBO | test log p(x) |", "|---|---|---|---|",
+                  f"| course VAE (`vae.Recipe`) | {v['ours']['steps']} | {v['ours']['elbo']:.2f} ± {v['ours']['elbo_se']:.2f} "
+                  f"| **{v['ours']['logpx']:.2f}** ± {v['ours']['logpx_se']:.2f} |",
+                  f"| reference (pytorch/examples recipe) | {v['reference']['steps']} | {v['reference']['elbo']:.2f} ± "
+                  f"{v['reference']['elbo_se']:.2f} | {v['reference']['logpx']:.2f} ± {v['reference']['logpx_se']:.2f} |",
+                  f"| 2-D latent model (`'2d'` recipe, {v['latent_2d']['steps']} steps) | | {v['latent_2d']['elbo']:.2f} | "
+                  f"{v['latent_2d']['logpx']:.2f} (target > {TARGETS['latent_2d_logpx']} {ok(v['latent_2d']['logpx'] > TARGETS['latent_2d_logpx'])}) |"]
+        if len(v["runs"]) > 1:
+            diffs = [r["ours"]["logpx"] - r["reference"]["logpx"] for r in v["runs"]]
+            lines.append(f"\nOver {len(diffs)} seeds, ours minus reference: " + ", ".join(f"{d:+.2f}" for d in diffs) + " nats.")
+    if "amortization" in results:
+        a = results["amortization"]
+        lines += ["", "| held-out averages (notebook 06), nats per image | value |", "|---|---|",
+                  f"| encoder ELBO | {a['encoder_elbo']:.3f} ± {a['encoder_elbo_se']:.3f} |",
+                  f"| refined ELBO ({a['refine_steps']} steps) | {a['refined_elbo']:.3f} ± {a['refined_elbo_se']:.3f} |",
+                  f"| log p(x), K = 5000 | {a['logpx']:.3f} ± {a['logpx_se']:.3f} |",
+                  f"| approximation gap | {a['approximation_gap']:.3f} ± {a['approximation_gap_se']:.3f} |",
+                  f"| amortization gap | {a['amortization_gap']:.3f} ± {a['amortization_gap_se']:.3f} |",
+                  f"| time per new image: encoder / 200 refinement steps | {a['encoder_forward_ms']} ms / {a['refine_200_steps_ms']} ms |"]
+    if "install" in results:
+        i = results["install"]
+        lines += ["", f"Fresh install (venv + `pip install -r requirements.txt`): {i['seconds']:.0f} s, {i['size_mib']} MiB."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default="notebooks,widgets,vae,amortization",
+                        help=f"comma-separated sections from {', '.join(SECTIONS)}")
+    parser.add_argument("--install", action="store_true", help="also time a fresh install (slow)")
+    parser.add_argument("--budget", type=float, default=20.0, help="training seconds for each VAE (default 20)")
+    parser.add_argument("--seeds", type=int, default=1, help="repeat the VAE comparison with this many seeds")
+    parser.add_argument("--updates", type=int, default=60, help="widget updates to time (default 60)")
+    parser.add_argument("--out", type=Path, default=OUT, help="folder for results.json and results.md")
+    args = parser.parse_args(argv)
+    sections = [s for s in args.only.split(",") if s] + (["install"] if args.install else [])
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    if args.budget <= 0 or args.seeds < 1 or args.updates < 50:
+        parser.error("--budget must be > 0, --seeds >= 1 and --updates >= 50")
+    path = args.out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {}  # keep sections not re-run
+    results["machine"] = machine()
+    runners = {"notebooks": bench_notebooks, "widgets": lambda: bench_widgets(args.updates),
+               "vae": lambda: bench_vae(args.budget, list(range(args.seeds))), "amortization": bench_amortization,
+               "install": bench_install}
+    for section in sections:
+        print(f"{section}:", flush=True)
+        results[section] = runners[section]()
+        results.setdefault("measured", {})[section] = results["machine"]["date"]
+    args.out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    text = markdown(results)
+    (args.out / "results.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

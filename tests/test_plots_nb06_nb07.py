@@ -1,0 +1,297 @@
+"""The pictures of notebooks 06 and 07 (plots.digits_to_array, digit_png, training_curves, latent_map,
+decoded_plane, gap_histograms): what they draw is read back from the PNG or the Axes and compared with
+the data given to them."""
+import io
+
+import matplotlib.colors as mcolors
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from matplotlib.collections import PathCollection
+from matplotlib.figure import Figure
+
+from vae_lesson import plots
+from vae_lesson.vae import VAE, TrainingHistory
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def saved_png(fig, tmp_path, name):
+    """Smoke check: the figure saves to a non-empty PNG."""
+    path = tmp_path / f"{name}.png"
+    fig.savefig(path, format="png", dpi=60)
+    data = path.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 1000
+    return path
+
+
+def numbered_images(n):
+    """n images (n, 64) whose pixel j of image i is (i * 64 + j) / (n * 64): every value tells where it came from."""
+    return torch.arange(n * 64, dtype=torch.float64).reshape(n, 64) / (n * 64)
+
+
+# ----------------------------------------------------------------------------------------------
+# digits_to_array
+
+
+@pytest.mark.parametrize("rows, cols, pad", [(2, 3, 1), (1, 5, 1), (3, 1, 2), (2, 2, 0), (1, 1, 1)])
+def test_digits_to_array_places_each_tile(rows, cols, pad):
+    imgs = numbered_images(rows * cols)
+    out = plots.digits_to_array(imgs, rows, cols, pad=pad)
+    assert out.shape == (rows * (8 + pad) - pad, cols * (8 + pad) - pad)
+    covered = np.zeros(out.shape, dtype=bool)
+    for i in range(rows * cols):
+        r, c = i // cols, i % cols  # row by row
+        top, left = r * (8 + pad), c * (8 + pad)
+        np.testing.assert_array_equal(out[top:top + 8, left:left + 8], imgs[i].reshape(8, 8).numpy())
+        covered[top:top + 8, left:left + 8] = True
+    assert (out[~covered] == 0).all(), "the padding is 0 (white in gray_r)"
+    assert (~covered).sum() == out.size - rows * cols * 64
+
+
+def test_digits_to_array_accepts_8x8_images_and_numpy():
+    imgs = numbered_images(4)
+    flat = plots.digits_to_array(imgs, 2, 2)
+    np.testing.assert_array_equal(plots.digits_to_array(imgs.reshape(4, 8, 8).numpy(), 2, 2), flat)
+    np.testing.assert_array_equal(plots.digits_to_array(imgs.requires_grad_(True), 2, 2), flat)
+
+
+def test_digits_to_array_tiling_is_not_transposed():
+    """Image 1 of a 2 x 3 grid is the second tile of the first row, not the first tile of the second row."""
+    out = plots.digits_to_array(numbered_images(6), 2, 3)
+    assert out[0, 9] == pytest.approx(64 / (6 * 64))
+    assert out[9, 0] == pytest.approx(3 * 64 / (6 * 64))
+
+
+@pytest.mark.parametrize("n, rows, cols", [(5, 2, 3), (7, 2, 3), (1, 1, 2)])
+def test_digits_to_array_wrong_count_raises(n, rows, cols):
+    with pytest.raises(ValueError, match=rf"need rows \* cols = {rows * cols} images, got {n}"):
+        plots.digits_to_array(numbered_images(n), rows, cols)
+
+
+def test_digits_to_array_rejects_images_that_are_not_64_pixels():
+    with pytest.raises(ValueError):
+        plots.digits_to_array(torch.rand(3, 128), 2, 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# digit_png
+
+
+def decode_png(data):
+    im = PIL.Image.open(io.BytesIO(data))
+    return im, np.asarray(im)
+
+
+@pytest.mark.parametrize("scale", [1, 3, 20])
+def test_digit_png_is_blocks_of_255_times_one_minus_p(scale):
+    p = np.linspace(0, 1, 64)
+    data = plots.digit_png(torch.as_tensor(p), scale=scale)
+    assert data.startswith(PNG_MAGIC)
+    im, grey = decode_png(data)
+    assert im.mode == "L" and im.size == (8 * scale, 8 * scale)
+    want = np.floor(255 * (1 - p)).reshape(8, 8)
+    # each pixel is a uniform scale x scale block
+    blocks = grey.reshape(8, scale, 8, scale).transpose(0, 2, 1, 3).reshape(8, 8, -1)
+    assert (blocks == blocks[..., :1]).all()
+    np.testing.assert_allclose(blocks[..., 0], want, atol=1)
+    assert grey.min() == 0 and grey.max() == 255  # p = 1 is black ink, p = 0 white paper
+
+
+def test_digit_png_clips_probabilities():
+    p = np.r_[-0.5, 1.5, np.full(62, 0.5)]
+    _, grey = decode_png(plots.digit_png(p, scale=1))
+    assert grey[0, 0] == 255 and grey[0, 1] == 0
+
+
+def test_digit_png_accepts_a_tiled_array():
+    tiled = plots.digits_to_array(numbered_images(3), 1, 3)
+    im, grey = decode_png(plots.digit_png(tiled, scale=4))
+    assert im.size == (tiled.shape[1] * 4, tiled.shape[0] * 4)
+    np.testing.assert_allclose(grey[2::4, 2::4], np.floor(255 * (1 - tiled)), atol=1)
+
+
+def test_digit_png_of_a_grid_and_of_its_image_agree():
+    """A (64,) image and the same image as an (8, 8) array give the same PNG."""
+    p = torch.rand(64)
+    assert plots.digit_png(p) == plots.digit_png(p.reshape(8, 8).numpy())
+    assert plots.digit_png(p) != plots.digit_png(p.flip(0))
+
+
+@pytest.mark.parametrize("bad, match", [(np.zeros(63), "64 pixels"), (np.zeros(65), "64 pixels"),
+                                        (np.zeros((2, 8, 8)), "2-D array"), (np.float64(0.5), "2-D array")])
+def test_digit_png_rejects_bad_shapes(bad, match):
+    with pytest.raises(ValueError, match=match):
+        plots.digit_png(bad)
+
+
+# ----------------------------------------------------------------------------------------------
+# training_curves
+
+
+@pytest.fixture()
+def history():
+    return TrainingHistory(
+        steps=[0, 250, 500, 750, 1000],
+        train={"elbo": [-40.0, -30.0, -27.0, -26.0, -25.5], "reconstruction": [-38.0, -25.0, -21.0, -20.0, -19.0],
+               "kl": [2.0, 5.0, 6.0, 6.0, 6.5]},
+        test={"elbo": [-41.0, -32.0, -29.0, -28.5, -28.0], "reconstruction": [-39.0, -27.0, -23.0, -22.5, -21.5],
+              "kl": [2.0, 5.0, 6.0, 6.0, 6.5]},
+    )
+
+
+def test_training_curves_draw_train_and_test(history, tmp_path):
+    fig = plots.training_curves(history)
+    assert isinstance(fig, Figure) and len(fig.axes) == 3
+    for ax, key in zip(fig.axes, ("elbo", "reconstruction", "kl")):
+        lines = ax.get_lines()
+        assert len(lines) == 2
+        train, test = lines
+        assert train.get_linestyle() == "-" and test.get_linestyle() == "--"
+        np.testing.assert_array_equal(train.get_xdata(), history.steps)
+        np.testing.assert_array_equal(test.get_xdata(), history.steps)
+        np.testing.assert_array_equal(train.get_ydata(), history.train[key])
+        np.testing.assert_array_equal(test.get_ydata(), history.test[key])
+        assert ax.get_xlabel() == "training step" and ax.get_ylabel() == "nats per image"
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels == ["train (5 evaluations)", "test (5 evaluations)"]
+    assert "ELBO" in fig.axes[0].get_title() and "KL" in fig.axes[2].get_title()
+    lo, hi = fig.axes[0].get_ylim()
+    assert lo <= -41.0 and hi >= -25.5, "every ELBO value after the first tenth is in view"
+    saved_png(fig, tmp_path, "training_curves")
+
+
+def test_training_curves_without_a_test_set(history, tmp_path):
+    only_train = TrainingHistory(steps=history.steps, train=history.train, test={})
+    fig = plots.training_curves(only_train)
+    for ax, key in zip(fig.axes, ("elbo", "reconstruction", "kl")):
+        (line,) = ax.get_lines()
+        np.testing.assert_array_equal(line.get_ydata(), history.train[key])
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["train (5 evaluations)"]
+    saved_png(fig, tmp_path, "training_curves_train_only")
+
+
+def test_training_curves_on_a_given_figure(history):
+    import matplotlib.pyplot as plt
+
+    fig, _ = plt.subplots(1, 3)
+    assert plots.training_curves(history, fig=fig) is fig
+    np.testing.assert_array_equal(fig.axes[2].get_lines()[1].get_ydata(), history.test["kl"])
+
+
+# ----------------------------------------------------------------------------------------------
+# latent_map
+
+
+def test_latent_map_one_scatter_per_label(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    means = torch.randn(30, 2, generator=g)
+    labels = torch.tensor([3, 1, 7] * 10)
+    fig = plots.latent_map(means, labels, lim=2.5, title="where the digits go")
+    ax = fig.axes[0]
+    scatters = [c for c in ax.collections if isinstance(c, PathCollection)]
+    assert len(scatters) == 3
+    for sc, k in zip(scatters, (1, 3, 7)):  # in sorted label order
+        np.testing.assert_allclose(sc.get_offsets(), means[labels == k].numpy(), rtol=1e-6)
+        np.testing.assert_allclose(sc.get_facecolor()[0, :3], mcolors.to_rgb(f"C{k}"))
+    texts = {t.get_text(): t.get_position() for t in ax.texts}
+    assert set(texts) == {"1", "3", "7"}
+    for k in (1, 3, 7):
+        np.testing.assert_allclose(texts[str(k)], np.median(means[labels == k].numpy(), 0), rtol=1e-6)
+    assert ax.get_xlim() == (-2.5, 2.5) and ax.get_ylim() == (-2.5, 2.5)
+    assert ax.get_title() == "where the digits go"
+    saved_png(fig, tmp_path, "latent_map")
+
+
+@pytest.mark.parametrize("shape", [(10, 3), (10,), (10, 1)])
+def test_latent_map_rejects_means_that_are_not_2d(shape):
+    with pytest.raises(ValueError, match=r"means must have shape \(N, 2\)"):
+        plots.latent_map(torch.zeros(shape), torch.zeros(10, dtype=torch.int64))
+
+
+def test_latent_map_on_a_given_axes():
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2)
+    assert plots.latent_map(torch.zeros(4, 2), torch.tensor([0, 0, 1, 1]), ax=b) is fig
+    assert len(b.collections) == 2 and len(a.collections) == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# decoded_plane
+
+
+def position_code(z, lim):
+    """A fake decoder whose tile says where it is: pixel 0 = z1 and pixel 1 = z2, mapped from [-lim, lim] to [0, 1]."""
+    out = torch.zeros(*z.shape[:-1], 64)
+    out[..., 0] = (z[..., 0] + lim) / (2 * lim)
+    out[..., 1] = (z[..., 1] + lim) / (2 * lim)
+    return out
+
+
+@pytest.mark.parametrize("n, lim", [(5, 2.5), (4, 1.0)])
+def test_decoded_plane_places_each_z_where_it_is(n, lim):
+    """Tile (r, c) of the image decodes z = (zs[c], zs[n-1-r]): top-left is (-lim, +lim), z2 grows upwards."""
+    fig = plots.decoded_plane(lambda z: position_code(z, lim), lim=lim, n=n)
+    (im,) = fig.axes[0].images
+    arr = np.asarray(im.get_array())
+    assert arr.shape == (n * 9 - 1, n * 9 - 1)
+    zs = np.linspace(-lim, lim, n)
+    for r in range(n):
+        for c in range(n):
+            tile = arr[r * 9:r * 9 + 8, c * 9:c * 9 + 8].reshape(64)
+            assert tile[0] == pytest.approx((zs[c] + lim) / (2 * lim), abs=1e-6)
+            assert tile[1] == pytest.approx((zs[n - 1 - r] + lim) / (2 * lim), abs=1e-6)
+    # the extent puts each tile's centre near its z (within a tenth of the grid step)
+    left, right, bottom, top = im.get_extent()
+    step = zs[1] - zs[0]
+    width = n * 9 - 1
+    for c in range(n):
+        centre = left + (c * 9 + 4) / width * (right - left)
+        assert abs(centre - zs[c]) < 0.1 * step
+    for r in range(n):
+        centre = top - (r * 9 + 4) / width * (top - bottom)
+        assert abs(centre - zs[n - 1 - r]) < 0.1 * step
+
+
+def test_decoded_plane_with_a_vae(tmp_path):
+    """The corner tiles are the VAE's pixel probabilities sigmoid(f_theta(z)) at the corners of the square."""
+    torch.manual_seed(0)
+    model = VAE(latent_dim=2, hidden=16, layers=1).eval()
+    with torch.no_grad():
+        model.decoder.net[-1].weight *= 4
+    lim, n = 2.0, 5
+    fig = plots.decoded_plane(model.decode, lim=lim, n=n)
+    arr = np.asarray(fig.axes[0].images[0].get_array())
+    corners = {(0, 0): (-lim, lim), (0, n - 1): (lim, lim), (n - 1, 0): (-lim, -lim), (n - 1, n - 1): (lim, -lim)}
+    with torch.no_grad():
+        for (r, c), z in corners.items():
+            want = torch.sigmoid(model.decoder.net(torch.tensor([z]))).reshape(8, 8).numpy()
+            np.testing.assert_allclose(arr[r * 9:r * 9 + 8, c * 9:c * 9 + 8], want, rtol=1e-5, atol=1e-6)
+        # the check can fail: the corners differ from one another
+        tl = torch.sigmoid(model.decoder.net(torch.tensor([[-lim, lim]]))).reshape(8, 8).numpy()
+    assert np.abs(arr[(n - 1) * 9:(n - 1) * 9 + 8, 0:8] - tl).max() > 0.05
+    saved_png(fig, tmp_path, "decoded_plane")
+
+
+# ----------------------------------------------------------------------------------------------
+# gap_histograms
+
+
+def test_gap_histograms_legend_shows_the_means(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    gaps = {"approximation": 1.0 + 0.3 * torch.rand(50, generator=g),
+            "amortization": 3.0 + torch.rand(50, generator=g, dtype=torch.float64)}
+    fig = plots.gap_histograms(gaps, bins=12)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    want = [f"{name} (mean {values.mean().item():.2f})" for name, values in gaps.items()]
+    assert labels == want
+    vlines = [line.get_xdata()[0] for line in ax.get_lines()]
+    np.testing.assert_allclose(vlines, [v.mean().item() for v in gaps.values()], rtol=1e-6)
+    assert len(ax.patches) == 2 * 12
+    heights = [p.get_height() for p in ax.patches]
+    assert sum(heights[:12]) == 50 and sum(heights[12:]) == 50
+    assert ax.get_xlabel() == "nats per image"
+    saved_png(fig, tmp_path, "gap_histograms")
