@@ -1,0 +1,79 @@
+"""The benchmark script (benchmarks/run.py): its reference recipe is the pytorch/examples VAE,
+converted exactly into a ``vae.VAE`` for evaluation, and its report renders every section.
+Timings are never asserted here: the script measures them."""
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_recipe_is_converted_exactly(bench):
+    """The converted model's ELBO equals the examples loss written out on the examples' own outputs:
+    log sigma = logvar / 2 and the decoder's sigmoid(logits) are the same function."""
+    from vae_lesson.data import load_digits
+
+    x = load_digits(binarized=True).x_train
+    model, steps = bench.train_reference(x, budget_s=0.3, seed=0)
+    assert steps >= 1
+    # the examples' architecture: 64-400-20 encoder heads and 20-400-64 decoder, ReLU
+    assert model.config == {"latent_dim": 20, "hidden": 400, "layers": 1, "activation": "relu", "data_dim": 64}
+    batch = x[:32]
+    mean, log_std = model.encoder.params(batch)
+    logvar = 2 * log_std
+    kld = -0.5 * (1 + logvar - mean**2 - logvar.exp()).sum(-1)  # the examples' KLD, per image
+    ours = model.elbo(batch, n_samples=1, seed=5).elbo
+    torch.manual_seed(5)  # the same draw as model.elbo(seed=5)
+    z = mean + log_std.exp() * torch.randn(1, 32, 20)
+    bce = torch.nn.functional.binary_cross_entropy(model.decode(z)[0], batch, reduction="none").sum(-1)
+    torch.testing.assert_close(ours.detach(), -(bce + kld).detach(), atol=1e-3, rtol=1e-5)
+
+
+def test_evaluate_reports_means_and_standard_errors(bench):
+    from vae_lesson.data import load_digits
+    from vae_lesson.vae import VAE
+
+    torch.manual_seed(0)
+    x = load_digits(binarized=True).x_test[:12]
+    out = bench.evaluate(VAE(latent_dim=2, hidden=8, layers=1), x)
+    assert set(out) == {"elbo", "elbo_se", "logpx", "logpx_se"}
+    assert out["logpx"] > out["elbo"]  # K = 5000 against a 100-sample ELBO, on a poor encoder
+    assert all(math.isfinite(v) and (v > 0 if k.endswith("_se") else True) for k, v in out.items())
+
+
+def test_markdown_reports_every_section_and_marks_missed_targets(bench):
+    results = {
+        "machine": {"date": "2026-01-01 00:00 UTC", "cpu": "CPU", "cores": 2, "python": "3.11", "torch": "2.13.0",
+                    "torch_threads": 1},
+        "notebooks": {"01_a.ipynb": {"seconds": 10.0, "peak_mib": 600}, "07_b.ipynb": {"seconds": 70.0, "peak_mib": 700}},
+        "widgets": {"fast": {"median_ms": 4.0, "p95_ms": 6.0, "control": "z1", "updates": 60, "continuous_update": True},
+                    "slow": {"median_ms": 80.0, "p95_ms": 90.0, "control": "k", "updates": 60, "continuous_update": False}},
+        "vae": {"budget_s": 20.0, "ours": {"elbo": -17.0, "elbo_se": 0.1, "logpx": -16.1, "logpx_se": 0.1, "steps": 9000},
+                "reference": {"elbo": -18.7, "elbo_se": 0.1, "logpx": -16.8, "logpx_se": 0.1, "steps": 12000},
+                "latent_2d": {"elbo": -19.0, "logpx": -18.1, "steps": 5000},
+                "runs": [{"logpx_difference": 0.7, "logpx_difference_se": 0.03}]},
+        "amortization": {"encoder_elbo": -17.0, "encoder_elbo_se": 0.1, "refined_elbo": -16.6, "refined_elbo_se": 0.1,
+                         "logpx": -16.2, "logpx_se": 0.1, "approximation_gap": 0.47, "approximation_gap_se": 0.01,
+                         "amortization_gap": 0.4, "amortization_gap_se": 0.02, "refine_steps": 200,
+                         "encoder_forward_ms": 0.08, "refine_200_steps_ms": 170.0},
+    }
+    text = bench.markdown(results)
+    assert "2026-01-01" in text and "CPU (2 cores)" in text
+    row_07 = next(line for line in text.splitlines() if line.startswith("| 07_b.ipynb"))
+    assert "❌" in row_07  # 70 s misses the 60 s target
+    assert "✅" in next(line for line in text.splitlines() if line.startswith("| 01_a.ipynb"))
+    assert "redraws on release" in next(line for line in text.splitlines() if line.startswith("| slow"))
+    assert "**-16.10**" in text and "-16.80" in text and "-18.10" in text
+    assert "0.470 ± 0.010" in text
+    assert "+0.70 ± 0.03" in text
