@@ -3,6 +3,7 @@
 
     python3 dev.py lab     # set up .venv (first time only) and open JupyterLab on notebooks/
     python3 dev.py test    # set up .venv if needed, then run every test and every notebook
+    python3 dev.py app     # the latent explorer (notebook 07) and ELBO playground (03) as a web app
 
 Needs only Python 3.10+ to start. The environment is rebuilt when requirements.txt or
 pyproject.toml change. Extra arguments go to JupyterLab or pytest, e.g.
@@ -60,6 +61,20 @@ def lab(args: list[str]) -> int:
     return subprocess.call([str(c) for c in cmd], cwd=ROOT)
 
 
+def app(args: list[str]) -> int:
+    """Serve apps/latent_explorer.ipynb with Voila on 127.0.0.1, token required (printed below):
+    the widgets only, no code, for a projector or a student without JupyterLab."""
+    import secrets
+
+    ensure_env()
+    token = os.environ.get("VAE_LESSON_APP_TOKEN") or secrets.token_hex(16)
+    port = os.environ.get("VAE_LESSON_APP_PORT", "8866")
+    print(f"Open http://127.0.0.1:{port}/?token={token} (the first start trains the model: about 15 s)", flush=True)
+    cmd = [BIN / "voila", ROOT / "apps" / "latent_explorer.ipynb", "--no-browser", "--Voila.ip=127.0.0.1",
+           f"--port={port}", f"--Voila.token={token}", *args]
+    return subprocess.call([str(c) for c in cmd], cwd=ROOT)
+
+
 def test(args: list[str]) -> int:
     ensure_env()
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0")
@@ -67,7 +82,7 @@ def test(args: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"lab": lab, "test": test}
+    commands = {"lab": lab, "test": test, "app": app}
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2

@@ -158,11 +158,45 @@ def figure_to_png(fig: Figure, dpi: int = 80, close: bool = True, tight: bool = 
         canvas = FigureCanvasAgg(fig)
         fig.set_dpi(dpi)
         canvas.draw()
-        PIL.Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).save(
-            buf, format="png", compress_level=1)
+        buf.write(rgba_png(np.asarray(canvas.buffer_rgba())))
     if close:
         plt.close(fig)
     return buf.getvalue()
+
+
+def rgba_png(rgba: np.ndarray) -> bytes:
+    """An (H, W, 4) uint8 RGBA array as PNG bytes, with fast (light) compression."""
+    buf = io.BytesIO()
+    PIL.Image.fromarray(np.ascontiguousarray(rgba), mode="RGBA").save(buf, format="png", compress_level=1)
+    return buf.getvalue()
+
+
+class BlitRenderer:
+    """Renders a figure again and again when only a few artists change (blitting).
+
+    Everything except the ``dynamic`` artists is drawn once into a background; each frame
+    restores that background and draws only the dynamic artists, which costs a few milliseconds
+    instead of a full draw (tens of milliseconds, mostly text). After changing anything else
+    (axis limits, ticks, a legend), ask for a ``full=True`` frame, which redraws the background.
+    """
+
+    def __init__(self, fig: Figure, dynamic: Sequence, dpi: int = 80):
+        self.fig, self.dynamic = fig, list(dynamic)
+        fig.set_dpi(dpi)
+        self.canvas = FigureCanvasAgg(fig)
+        for artist in self.dynamic:
+            artist.set_animated(True)  # left out of full draws: drawn by png() on top of the background
+        self.background = None
+
+    def png(self, full: bool = False) -> bytes:
+        if full or self.background is None:
+            self.canvas.draw()
+            self.background = self.canvas.copy_from_bbox(self.fig.bbox)
+        else:
+            self.canvas.restore_region(self.background)
+        for artist in self.dynamic:
+            self.fig.draw_artist(artist)
+        return rgba_png(np.asarray(self.canvas.buffer_rgba()))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from torch import distributions as D
 
 from . import plots
 from .plots import DIGIT_CMAP
-from .estimators import effective_sample_size, log_mean_exp
 from .models import Latent1DModel, LatentGaussianModel, LinearGaussianModel
 from .validation import check_positive_int
 
@@ -56,8 +55,8 @@ def latent_samples_explorer(
 
     z_k are the first K of a fixed stream of draws from p(z) (or, with "quantiles", K evenly
     spaced quantiles of p(z)). The label compares the average log p_K(x) on the data with the
-    exact log p(x) (1-D quadrature). The slider redraws on release (continuous_update=False):
-    a redraw renders a figure, which costs more than a frame.
+    exact log p(x) (1-D quadrature). Only the density, the dots and the title are redrawn on
+    an update (blitting); the slider still redraws on release (continuous_update=False).
     """
     check_positive_int(max_k, "max_k")
     if model.latent_dim != 1:
@@ -80,7 +79,7 @@ def latent_samples_explorer(
         return D.Normal(0.0, 1.0).icdf(u)[:, None]
 
     # One figure, drawn once; each update only swaps the image data and the dots, then renders.
-    xx, yy, grid = plots.grid_2d(xlim, ylim, n=100)
+    xx, yy, grid = plots.grid_2d(xlim, ylim, n=64)  # shown with bilinear smoothing; the cost grows with n^2 K
     fig = plt.Figure(figsize=(5, 4))  # not registered with pyplot: never shown twice, never leaked
     image = _image(fig)
     parts = WidgetParts({"k": slider, "source": source}, image, label,
@@ -94,6 +93,7 @@ def latent_samples_explorer(
     ax.legend(loc="upper right", fontsize=8)
     ax.set_title("$p_K(x)$ from K = 200 latent values")  # room for the title in the layout
     fig.tight_layout()
+    renderer = plots.BlitRenderer(fig, [shade, dots, ax.title])  # the rest is drawn once
 
     def redraw(_=None):
         k, how = slider.value, source.value
@@ -107,7 +107,7 @@ def latent_samples_explorer(
         shade.set_clim(0, dens.max())
         dots.set_offsets(centres)
         ax.set_title(f"$p_K(x)$ from K = {k} latent value{'s' if k > 1 else ''}")
-        image.value = plots.figure_to_png(fig, close=False, tight=False)
+        image.value = renderer.png()
         label.value = (
             f"K = {k}: average log p<sub>K</sub>(x) over the data = <b>{avg:.3f}</b> nats; "
             f"exact log p(x) = <b>{exact:.3f}</b> nats (quadrature over z)"
@@ -133,7 +133,9 @@ def importance_sampling_explorer(
 
     The estimates reuse one fixed table of standard-normal noise (z = mean + std * eps), so moving
     a slider changes the estimator, not the luck. mean 0 and std 1 make q the prior: naive Monte
-    Carlo. Redraws on release (continuous_update=False).
+    Carlo. Bar heights are counts divided by the tallest bar's count (given in the title), so
+    the axes never change and only the moving parts are redrawn (blitting). Redraws on release
+    (continuous_update=False): with K = 10000 one update evaluates 3 million weights.
     """
     check_positive_int(n_repeats, "n_repeats")
     if model.latent_dim != 1:
@@ -166,26 +168,39 @@ def importance_sampling_explorer(
     (q_line,) = ax_z.plot([], [], color="C3", label="proposal q(z)")
     ax_z.set(xlabel="z", ylabel="density / its maximum", ylim=(0, 1.1), title="where the samples come from")
     ax_z.legend(loc="upper left", fontsize=8)
+    edges = np.linspace(-10, 2, 241)
+    bars = ax_h.stairs(np.zeros(len(edges) - 1), edges, fill=True, color="C3", alpha=0.7)
+    ax_h.axvline(0, color="k", ls="--", lw=1, label="exact log p(x)")
+    mean_line = ax_h.axvline(0, color="C3", lw=1.5, label="mean of the estimates")
+    ax_h.set(xlim=(-10, 2), ylim=(0, 1.08), xlabel="log p_hat(x) - log p(x)   (errors below -10 drawn at -10)",
+             ylabel="count / largest count", title=f"{n_repeats} estimates with K = 10000; the tallest bar: 300")
+    ax_h.legend(loc="upper left", fontsize=8)
     fig.tight_layout(w_pad=3)
+    renderer = plots.BlitRenderer(fig, [q_line, bars, mean_line, ax_h.title])  # the rest is drawn once
+    # log p(x, z) of a linear-Gaussian model is a quadratic in a 1-D z: its three coefficients, from
+    # three exact evaluations, give all R x K values at the cost of a multiply-add each
+    at = torch.tensor([[-1.0], [0.0], [1.0]], dtype=torch.float64)
+    f_minus, f_zero, f_plus = model.joint_log_prob(x, at).tolist()
+    c0, c1, c2 = f_zero, (f_plus - f_minus) / 2, (f_plus + f_minus) / 2 - f_zero
+    half_eps_sq = 0.5 * eps.pow(2)  # log q(z) = -eps^2 / 2 - log s - log(2 pi) / 2 for z = m + s eps
 
     def redraw(_=None):
         m, s, kk = mean.value, std.value, k.value
         z = m + s * eps[:, :kk]  # (R, K)
-        log_joint = model.joint_log_prob(x, z.reshape(-1, 1)).reshape(z.shape)  # log p(x, z)
-        log_w = log_joint - torch.distributions.Normal(m, s).log_prob(z)  # log p(x, z) / q(z)
-        estimates = log_mean_exp(log_w, dim=1)  # (R,)
+        log_joint = c0 + z * (c1 + c2 * z)  # log p(x, z), exactly (see above)
+        log_w = log_joint + (half_eps_sq[:, :kk] + math.log(s) + 0.5 * math.log(2 * math.pi))  # - log q(z)
+        top = log_w.max(1, keepdim=True).values
+        w = (log_w - top).exp()  # one pass of exp serves both the estimate and the effective sample size
+        s1, s2 = w.sum(1), w.pow(2).sum(1)
+        estimates = top[:, 0] + s1.log() - math.log(kk)  # log (1/K) sum_k w_k  (= log_mean_exp(log_w, 1))
         errors = (estimates - exact).numpy()
-        ess = (effective_sample_size(log_w, dim=1) / kk).mean().item()
+        ess = (s1.pow(2) / s2 / kk).mean().item()  # (sum w)^2 / sum w^2, as a fraction of K
         q_line.set_data(zs, np.exp(-0.5 * ((zs - m) / s) ** 2))
-        ax_h.clear()
-        shown = np.clip(errors, -10, 2)
-        ax_h.hist(shown, bins=np.linspace(-10, 2, 241), color="C3", alpha=0.7)
-        ax_h.axvline(0, color="k", ls="--", lw=1, label="exact log p(x)")
-        ax_h.axvline(float(np.clip(errors.mean(), -10, 2)), color="C3", lw=1.5, label="mean of the estimates")
-        ax_h.set(xlabel="log p_hat(x) - log p(x)   (errors below -10 drawn at -10)", ylabel="count",
-                 title=f"{n_repeats} estimates with K = {kk}")
-        ax_h.legend(loc="upper left", fontsize=8)
-        image.value = plots.figure_to_png(fig, close=False, tight=False)
+        counts, _ = np.histogram(np.clip(errors, -10, 2), bins=edges)
+        bars.set_data(counts / counts.max())
+        mean_line.set_xdata([float(np.clip(errors.mean(), -10, 2))] * 2)
+        ax_h.set_title(f"{n_repeats} estimates with K = {kk}; the tallest bar: {counts.max()}")
+        image.value = renderer.png()
         label.value = (
             f"exact log p(x) = <b>{exact:.3f}</b>; estimates: mean <b>{estimates.mean():.3f}</b> "
             f"(bias {errors.mean():+.3f} ± {errors.std() / math.sqrt(n_repeats):.3f}), spread (std) "
@@ -198,6 +213,15 @@ def importance_sampling_explorer(
         control.observe(redraw, names="value")
     redraw()
     return parts
+
+
+def _nice_floor(value: float) -> float:
+    """The largest of ..., -10, -5, -2, -1, -0.5, ... (and 0) that is <= value: an axis limit that
+    stays put while value moves a little."""
+    if value >= 0:
+        return 0.0
+    scale = 10.0 ** math.floor(math.log10(-value))
+    return -next(m * scale for m in (1, 2, 5, 10) if m * scale >= -value)
 
 
 def elbo_explorer(model: Latent1DModel, x: float, q_mean: float = -4.0, q_std: float = 0.87) -> WidgetParts:
@@ -221,24 +245,39 @@ def elbo_explorer(model: Latent1DModel, x: float, q_mean: float = -4.0, q_std: f
     (q_line,) = ax_z.plot([], [], color="C3", label="q(z)")
     ax_z.set(xlabel="z", ylabel="density", title=f"p(z | x = {x:g}) and q")
     ax_z.legend(loc="upper left", fontsize=8)
+    elbo_bar = ax_b.barh([0], [1.0], left=[0.0], color="C2", label="ELBO")[0]
+    kl_bar = ax_b.barh([0], [1.0], left=[1.0], color="C1", label="KL")[0]
+    log_px_line = ax_b.axvline(log_px, color="k", ls="--", lw=1.2, label=f"log p(x) = {log_px:.3f}")
+    ax_b.set(ylim=(-0.5, 1.9), yticks=[], xlabel="nats", title="the bar ends at log p(x) = ELBO + KL")
+    ax_b.xaxis.set_major_locator(MaxNLocator(5))
+    legend = ax_b.legend(handles=[elbo_bar, kl_bar, log_px_line], loc="upper left", fontsize=8)  # above the bar
     fig.tight_layout()
+    # Only q, the bars and the legend's numbers change; the axes are redrawn only when q's peak or
+    # the ELBO crosses one of a few fixed limits (blitting otherwise).
+    renderer = plots.BlitRenderer(fig, [q_line, elbo_bar, kl_bar, legend])
+    view = {}
 
     def redraw(_=None):
         m, s = mean.value, std.value
         elbo = model.elbo(x, m, s)
         kl = model.kl_to_posterior(x, m, s)
         q_line.set_data(zs, torch.distributions.Normal(m, s).log_prob(zs).exp())
-        ax_z.set_ylim(0, max(0.5, 1.1 / (s * math.sqrt(2 * math.pi))))
-        ax_b.clear()
-        left = min(elbo, log_px) * 1.15 - 0.5  # the bar starts at the axis' left edge
-        ax_b.barh([0], [elbo - left], left=[left], color="C2", label=f"ELBO = {elbo:.3f}")
-        ax_b.barh([0], [kl], left=[elbo], color="C1", label=f"KL(q || p(z|x)) = {kl:.3f}")
-        ax_b.axvline(log_px, color="k", ls="--", lw=1.2, label=f"log p(x) = {log_px:.3f}")
-        ax_b.set(xlim=(left, max(0.5, log_px + 0.5)), ylim=(-0.5, 1.9), yticks=[], xlabel="nats",
-                 title="the bar ends at log p(x) = ELBO + KL")
-        ax_b.xaxis.set_major_locator(MaxNLocator(5))
-        ax_b.legend(loc="upper left", fontsize=8)  # above the bar, never on it
-        image.value = plots.figure_to_png(fig, close=False, tight=False)
+        peak = 1.1 / (s * math.sqrt(2 * math.pi))
+        limits = (next((t for t in (0.5, 1.0, 2.0, 4.5) if t >= peak), 4.5),
+                  _nice_floor(min(elbo, log_px) * 1.15 - 0.5))  # the bar starts at the axis' left edge
+        full = limits != view.get("limits")
+        if full:
+            view["limits"] = limits
+            ax_z.set_ylim(0, limits[0])
+            ax_b.set_xlim(limits[1], max(0.5, log_px + 0.5))
+        left = limits[1]
+        elbo_bar.set_x(left)
+        elbo_bar.set_width(elbo - left)
+        kl_bar.set_x(elbo)
+        kl_bar.set_width(kl)
+        legend.get_texts()[0].set_text(f"ELBO = {elbo:.3f}")
+        legend.get_texts()[1].set_text(f"KL(q || p(z|x)) = {kl:.3f}")
+        image.value = renderer.png(full=full)
         label.value = (
             f"q = N({m:.2f}, {s:.2f}<sup>2</sup>): ELBO <b>{elbo:.4f}</b> + KL <b>{kl:.4f}</b> = "
             f"<b>{elbo + kl:.4f}</b>; log p(x) = <b>{log_px:.4f}</b> nats"
@@ -287,9 +326,9 @@ def missing_half_explorer(model, images: torch.Tensor, labels: torch.Tensor, obs
         shown.append(ax.imshow(np.zeros((8, 8)), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest"))
         ax.set_title(title, fontsize=8)
         ax.axis("off")
-    for ax in axes:
-        ax.axhline(3.5, color="C3", lw=1)
+    halves = [ax.axhline(3.5, color="C3", lw=1) for ax in axes]  # the line between the hidden and seen halves
     fig.tight_layout()
+    renderer = plots.BlitRenderer(fig, [*shown, *halves])  # only the 8 images change; the lines go on top
     image, label = _image(fig), widgets.HTML()
     parts = WidgetParts({"digit": digit, "preset": preset, "pixels": pixels}, image, label,
                         widgets.VBox([widgets.HBox([digit]), preset,
@@ -322,7 +361,7 @@ def missing_half_explorer(model, images: torch.Tensor, labels: torch.Tensor, obs
         top = (uniforms[:6] < phi).float()
         for i, im in enumerate(shown[2:]):
             im.set_data(mh.fill_missing(x, observed, top[i:i + 1])[0].reshape(8, 8).numpy())
-        image.value = plots.figure_to_png(fig, close=False, tight=False)
+        image.value = renderer.png()
         value, se = elbo.value.item(), elbo.std_error.item()
         label.value = (
             f"log p(x_bottom) = <b>{log_px:.3f}</b> nats (exact); ELBO(phi) = <b>{value:.3f}</b> ± {se:.3f}; "
@@ -369,8 +408,9 @@ def gradient_estimator_explorer(n_repeats: int = 400, seed: int = 0) -> WidgetPa
     d/dmu_1 E_{N(mu, sigma^2 I_d)}[||z - a||^2] at mu = (1, ..., 1), a = (0.5, ..., 0.5),
     whose true value is 2 (mu_1 - a_1) = 1, marked on the plot.
 
-    The score function with a leave-one-out baseline needs K >= 2 samples per estimate.
-    Redraws on release (continuous_update=False).
+    The score function with a leave-one-out baseline needs K >= 2 samples per estimate. Bar
+    heights are counts divided by the tallest bar's count (in the title), so only the bars, the
+    mean line and the title are redrawn (blitting). Redraws on release (continuous_update=False).
     """
     from . import gradients
 
@@ -386,6 +426,16 @@ def gradient_estimator_explorer(n_repeats: int = 400, seed: int = 0) -> WidgetPa
     fig = plt.Figure(figsize=(7, 3.4))
     ax = fig.add_subplot()
     fig.subplots_adjust(left=0.1, right=0.97, top=0.88, bottom=0.16)
+    spread = 10.0  # a fixed range, so estimators can be compared by the width of their histograms
+    edges = np.linspace(1 - spread, 1 + spread, 81)
+    bars = ax.stairs(np.zeros(80), edges, fill=True, color="C0")
+    ax.axvline(1.0, color="k", ls="--", label="true gradient = 1")
+    mean_line = ax.axvline(1.0, color="C3", label="mean of the estimates")
+    ax.set(xlim=(1 - spread, 1 + spread), ylim=(0, 1.08), ylabel="count / largest count",
+           xlabel="estimate of d/dmu_1 E[||z - a||^2]   (values beyond +-10 of the truth drawn at the edges)",
+           title=f"{n_repeats} estimates, each from K = 64 samples; the tallest bar: 400")
+    ax.legend(loc="upper right", fontsize=8)
+    renderer = plots.BlitRenderer(fig, [bars, mean_line, ax.title])  # the rest is drawn once
     image, label = _image(fig), widgets.HTML()
     parts = WidgetParts({"estimator": estimator, "dim": dim, "sigma": sigma, "k": k}, image, label,
                         widgets.VBox([estimator, widgets.HBox([dim, sigma, k]), image, label]))
@@ -408,16 +458,12 @@ def gradient_estimator_explorer(n_repeats: int = 400, seed: int = 0) -> WidgetPa
                 note = " (a leave-one-out baseline needs K >= 2: shown without one)"
             single = gradients.score_function_samples(f, mu, std, n, generator=g)[0][:, 0]
         estimates = single.reshape(n_repeats, kk).mean(1)
-        ax.clear()
-        spread = 10.0  # a fixed range, so estimators can be compared by the width of their histograms
-        ax.hist(estimates.clamp(1 - spread, 1 + spread).numpy(), bins=80, range=(1 - spread, 1 + spread), color="C0")
-        ax.axvline(1.0, color="k", ls="--", label="true gradient = 1")
-        ax.axvline(estimates.mean().item(), color="C3", label="mean of the estimates")
-        ax.set(xlabel="estimate of d/dmu_1 E[||z - a||^2]   (values beyond +-10 of the truth drawn at the edges)",
-               ylabel="count",
-               title=f"{n_repeats} estimates, each from K = {kk} sample{'s' if kk > 1 else ''}")
-        ax.legend(loc="upper right", fontsize=8)
-        image.value = plots.figure_to_png(fig, close=False, tight=False)
+        counts, _ = np.histogram(estimates.clamp(1 - spread, 1 + spread).numpy(), bins=edges)
+        bars.set_data(counts / counts.max())
+        mean_line.set_xdata([float(np.clip(estimates.mean().item(), 1 - spread, 1 + spread))] * 2)
+        ax.set_title(f"{n_repeats} estimates, each from K = {kk} sample{'s' if kk > 1 else ''}; "
+                     f"the tallest bar: {counts.max()}")
+        image.value = renderer.png()
         mean, sd = estimates.mean().item(), estimates.std().item()
         label.value = (f"mean {mean:.3f} ± {sd / math.sqrt(n_repeats):.3f} (true 1.000); std of one estimate "
                        f"<b>{sd:.3f}</b>; variance of a single-sample estimate {single.var().item():.3g}{note}")
@@ -462,6 +508,8 @@ def refinement_explorer(model, images: torch.Tensor, labels: torch.Tensor, log_p
     ax_curve.grid(alpha=0.3)
     ax_curve.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
+    renderer = plots.BlitRenderer(fig, [marker])  # a new step moves only the marker
+    drawn = {}
     image, label = _image(fig), widgets.HTML()
     parts = WidgetParts({"digit": digit, "steps": steps}, image, label,
                         widgets.VBox([widgets.HBox([digit, steps]), image, label]))
@@ -477,15 +525,18 @@ def refinement_explorer(model, images: torch.Tensor, labels: torch.Tensor, log_p
         i, s = digit.value, steps.value
         elbo = trajectory(i)
         lpx = float(log_px[i])
-        shown_x.set_data(images[i].reshape(8, 8).numpy())
-        ax_x.set_title(f"test digit #{i} (a {int(labels[i])})", fontsize=9)
-        curve.set_data(np.arange(n_steps + 1), elbo.numpy())
+        full = drawn.get("digit") != i
+        if full:  # a new digit: new curve, lines and limits
+            drawn["digit"] = i
+            shown_x.set_data(images[i].reshape(8, 8).numpy())
+            ax_x.set_title(f"test digit #{i} (a {int(labels[i])})", fontsize=9)
+            curve.set_data(np.arange(n_steps + 1), elbo.numpy())
+            enc_line.set_ydata([float(elbo[0])] * 2)
+            lpx_line.set_ydata([lpx] * 2)
+            lo, hi = float(min(elbo.min(), elbo[0])), max(lpx, float(elbo.max()))
+            ax_curve.set_ylim(lo - 0.1 * (hi - lo) - 0.1, hi + 0.1 * (hi - lo) + 0.1)
         marker.set_data([s], [float(elbo[s])])
-        enc_line.set_ydata([float(elbo[0])] * 2)
-        lpx_line.set_ydata([lpx] * 2)
-        lo, hi = float(min(elbo.min(), elbo[0])), max(lpx, float(elbo.max()))
-        ax_curve.set_ylim(lo - 0.1 * (hi - lo) - 0.1, hi + 0.1 * (hi - lo) + 0.1)
-        image.value = plots.figure_to_png(fig, close=False, tight=False)
+        image.value = renderer.png(full=full)
         now, start = float(elbo[s]), float(elbo[0])
         label.value = (f"after <b>{s}</b> steps: ELBO = <b>{now:.3f}</b> nats (encoder: {start:.3f}, so "
                        f"refinement gained <b>{now - start:+.3f}</b>); log p(x) ≈ {lpx:.3f}, so the gap left is "
@@ -533,12 +584,6 @@ def _draw_cross(rgba: np.ndarray, row: int, col: int, size: int = 7) -> np.ndarr
     return out
 
 
-def _png(rgba: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    PIL.Image.fromarray(rgba, mode="RGBA").save(buf, format="png", compress_level=1)
-    return buf.getvalue()
-
-
 def latent_explorer(model, images: torch.Tensor, labels: torch.Tensor, lim: float = 3.0) -> WidgetParts:
     """The 2-D latent space of a VAE: two sliders pick z = (z1, z2); the decoder turns it into a digit
     immediately (p(x|z)'s pixel probabilities), next to the map of where the encoder puts the test
@@ -580,7 +625,7 @@ def latent_explorer(model, images: torch.Tensor, labels: torch.Tensor, lim: floa
         z = torch.tensor([[z1.value, z2.value]], dtype=torch.float32)
         probs = model.decode(z)[0]
         image.value = plots.digit_png(probs)
-        latent_image.value = _png(_draw_cross(background, *to_pixel(z1.value, z2.value)))
+        latent_image.value = plots.rgba_png(_draw_cross(background, *to_pixel(z1.value, z2.value)))
         nearest = int(((means - z) ** 2).sum(1).argmin())
         dist = float(((means[nearest] - z[0]) ** 2).sum().sqrt())
         log_pz = float(prior.log_prob(z).sum())
