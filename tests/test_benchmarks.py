@@ -73,7 +73,8 @@ def test_markdown_reports_every_section_and_marks_missed_targets(bench):
     row_07 = next(line for line in text.splitlines() if line.startswith("| 07_b.ipynb"))
     assert "❌" in row_07  # 70 s misses the 60 s target
     assert "✅" in next(line for line in text.splitlines() if line.startswith("| 01_a.ipynb"))
-    assert "redraws on release" in next(line for line in text.splitlines() if line.startswith("| slow"))
+    assert "❌ missed: redraws on release" in next(line for line in text.splitlines() if line.startswith("| slow"))
+    assert "✅" in next(line for line in text.splitlines() if line.startswith("| fast"))
     assert "**-16.10**" in text and "-16.80" in text and "-18.10" in text
     assert "0.470 ± 0.010" in text
     assert "+0.70 ± 0.03" in text

@@ -406,7 +406,7 @@ def log_px(model, digits):
 
 @pytest.fixture(scope="module")
 def refinement(model, digits, log_px):
-    return refinement_explorer(model, digits[0][:6], digits[1][:6], log_px, n_steps=N_STEPS)
+    return refinement_explorer(model, digits[0][:6], digits[1][:6], log_px, n_steps=N_STEPS, record_every=1)
 
 
 def elbo_by_hand(model, x, eps):
@@ -530,7 +530,7 @@ def test_each_digit_is_refined_once(model, digits, log_px, monkeypatch):
         return real(model_, x, **kwargs)
 
     monkeypatch.setattr(vae_lesson.vae, "refine", counting)
-    parts = refinement_explorer(model, digits[0][:6], digits[1][:6], log_px, n_steps=N_STEPS)
+    parts = refinement_explorer(model, digits[0][:6], digits[1][:6], log_px, n_steps=N_STEPS, record_every=1)
     assert len(calls) == 1 and calls[0][1] == 0 and torch.equal(calls[0][0], digits[0][0:1])
     parts.controls["steps"].value = 5
     assert len(calls) == 1
@@ -547,9 +547,23 @@ def test_each_digit_is_refined_once(model, digits, log_px, monkeypatch):
 
 def test_refinement_leaves_frozen_parameters_frozen(digits):
     model = spread_vae(seed=3).requires_grad_(False)
-    refinement_explorer(model, digits[0][:2], digits[1][:2], torch.tensor([-40.0, -40.0]), n_steps=2)
+    refinement_explorer(model, digits[0][:2], digits[1][:2], torch.tensor([-40.0, -40.0]), n_steps=2, record_every=1)
     assert not any(p.requires_grad for p in model.parameters())
 
 
 def test_refinement_text_fallback(refinement):
     assert "live kernel" in refinement._repr_mimebundle_()["text/plain"]
+
+
+
+def test_refinement_records_every_few_steps_and_the_slider_follows(model, digits, log_px):
+    """With record_every=5 the slider moves in steps of 5 and each position shows vae.refine's ELBO
+    recorded at that step; n_steps must be a multiple of it."""
+    parts = refinement_explorer(model, digits[0][:3], digits[1][:3], log_px[:3], n_steps=20, record_every=5)
+    assert parts.controls["steps"].step == 5
+    ref = vae_lesson.vae.refine(model, digits[0][2:3], n_steps=20, lr=0.005, record_at=[0, 5, 10, 15, 20], seed=2)
+    for s in (5, 20):
+        state = set_refinement(parts, digit=2, steps=s)
+        assert state["elbo"] == pytest.approx(float(ref.elbo[s // 5, 0]), abs=1e-5)
+    with pytest.raises(ValueError, match="multiple of record_every"):
+        refinement_explorer(model, digits[0][:3], digits[1][:3], log_px[:3], n_steps=21, record_every=5)
