@@ -178,6 +178,9 @@ class BlitRenderer:
     restores that background and draws only the dynamic artists, which costs a few milliseconds
     instead of a full draw (tens of milliseconds, mostly text). After changing anything else
     (axis limits, ticks, a legend), ask for a ``full=True`` frame, which redraws the background.
+    Dynamic artists are drawn in the order given, on top of everything static: an artist that
+    must stay visible above a dynamic one (a data scatter over an image, a legend over bars)
+    belongs in the list too, after it.
     """
 
     def __init__(self, fig: Figure, dynamic: Sequence, dpi: int = 80):

@@ -87,13 +87,14 @@ def latent_samples_explorer(
     ax = fig.add_subplot()
     shade = ax.imshow(xx * 0, origin="lower", extent=(*xlim, *ylim), cmap="viridis", aspect="auto",
                       interpolation="bilinear")
-    ax.scatter(data[:, 0], data[:, 1], s=3, color="w", alpha=0.35, linewidths=0)
+    data_dots = ax.scatter(data[:, 0], data[:, 1], s=3, color="w", alpha=0.35, linewidths=0)
     dots = ax.scatter([], [], s=14, color="C3", label=r"$\mu_\theta(z_k)$")
     ax.set(xlim=xlim, ylim=ylim, xlabel="$x_1$", ylabel="$x_2$")
-    ax.legend(loc="upper right", fontsize=8)
+    legend = ax.legend(loc="upper right", fontsize=8)
     ax.set_title("$p_K(x)$ from K = 200 latent values")  # room for the title in the layout
     fig.tight_layout()
-    renderer = plots.BlitRenderer(fig, [shade, dots, ax.title])  # the rest is drawn once
+    # the rest is drawn once; what lies on top of the density is redrawn after it, in order
+    renderer = plots.BlitRenderer(fig, [shade, data_dots, dots, legend, ax.title])
 
     def redraw(_=None):
         k, how = slider.value, source.value
@@ -170,13 +171,14 @@ def importance_sampling_explorer(
     ax_z.legend(loc="upper left", fontsize=8)
     edges = np.linspace(-10, 2, 241)
     bars = ax_h.stairs(np.zeros(len(edges) - 1), edges, fill=True, color="C3", alpha=0.7)
-    ax_h.axvline(0, color="k", ls="--", lw=1, label="exact log p(x)")
+    exact_line = ax_h.axvline(0, color="k", ls="--", lw=1, label="exact log p(x)")
     mean_line = ax_h.axvline(0, color="C3", lw=1.5, label="mean of the estimates")
     ax_h.set(xlim=(-10, 2), ylim=(0, 1.08), xlabel="log p_hat(x) - log p(x)   (errors below -10 drawn at -10)",
              ylabel="count / largest count", title=f"{n_repeats} estimates with K = 10000; the tallest bar: 300")
-    ax_h.legend(loc="upper left", fontsize=8)
+    legend = ax_h.legend(loc="upper left", fontsize=8)
     fig.tight_layout(w_pad=3)
-    renderer = plots.BlitRenderer(fig, [q_line, bars, mean_line, ax_h.title])  # the rest is drawn once
+    # the rest is drawn once; the lines and the legend go on top of the bars
+    renderer = plots.BlitRenderer(fig, [q_line, bars, exact_line, mean_line, legend, ax_h.title])
     # log p(x, z) of a linear-Gaussian model is a quadratic in a 1-D z: its three coefficients, from
     # three exact evaluations, give all R x K values at the cost of a multiply-add each
     at = torch.tensor([[-1.0], [0.0], [1.0]], dtype=torch.float64)
@@ -254,7 +256,7 @@ def elbo_explorer(model: Latent1DModel, x: float, q_mean: float = -4.0, q_std: f
     fig.tight_layout()
     # Only q, the bars and the legend's numbers change; the axes are redrawn only when q's peak or
     # the ELBO crosses one of a few fixed limits (blitting otherwise).
-    renderer = plots.BlitRenderer(fig, [q_line, elbo_bar, kl_bar, legend])
+    renderer = plots.BlitRenderer(fig, [q_line, elbo_bar, kl_bar, log_px_line, legend])
     view = {}
 
     def redraw(_=None):
@@ -429,13 +431,13 @@ def gradient_estimator_explorer(n_repeats: int = 400, seed: int = 0) -> WidgetPa
     spread = 10.0  # a fixed range, so estimators can be compared by the width of their histograms
     edges = np.linspace(1 - spread, 1 + spread, 81)
     bars = ax.stairs(np.zeros(80), edges, fill=True, color="C0")
-    ax.axvline(1.0, color="k", ls="--", label="true gradient = 1")
+    true_line = ax.axvline(1.0, color="k", ls="--", label="true gradient = 1")
     mean_line = ax.axvline(1.0, color="C3", label="mean of the estimates")
     ax.set(xlim=(1 - spread, 1 + spread), ylim=(0, 1.08), ylabel="count / largest count",
            xlabel="estimate of d/dmu_1 E[||z - a||^2]   (values beyond +-10 of the truth drawn at the edges)",
            title=f"{n_repeats} estimates, each from K = 64 samples; the tallest bar: 400")
-    ax.legend(loc="upper right", fontsize=8)
-    renderer = plots.BlitRenderer(fig, [bars, mean_line, ax.title])  # the rest is drawn once
+    legend = ax.legend(loc="upper right", fontsize=8)
+    renderer = plots.BlitRenderer(fig, [bars, true_line, mean_line, legend, ax.title])  # lines and legend over the bars
     image, label = _image(fig), widgets.HTML()
     parts = WidgetParts({"estimator": estimator, "dim": dim, "sigma": sigma, "k": k}, image, label,
                         widgets.VBox([estimator, widgets.HBox([dim, sigma, k]), image, label]))
@@ -513,13 +515,14 @@ def refinement_explorer(model, images: torch.Tensor, labels: torch.Tensor, log_p
     curve, = ax_curve.plot([], [], color="C0", lw=1.5, label="ELBO of the refined q(z; phi_i)")
     marker, = ax_curve.plot([], [], "o", color="C0", ms=7, clip_on=False)
     enc_line = ax_curve.axhline(0, color="C1", ls="--", lw=1.2, label="encoder's ELBO, q_phi(z|x)")
-    ax_curve.axhline(0, color="k", lw=1.2, label="log p(x) (importance-weighted, K = 5000)")
+    zero_line = ax_curve.axhline(0, color="k", lw=1.2, label="log p(x) (importance-weighted, K = 5000)")
     ax_curve.set(xlabel="refinement steps (Adam on this image's ELBO)", ylabel="ELBO - log p(x)  (nats)",
                  xlim=(0, n_steps), ylim=(-gap_range, 0.25))
     ax_curve.grid(alpha=0.3)
-    ax_curve.legend(fontsize=7, loc="lower right")
+    legend = ax_curve.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    renderer = plots.BlitRenderer(fig, [shown_x, ax_x.title, curve, enc_line, marker])  # the axes stay put
+    # the axes stay put; the legend is drawn last, over the curve
+    renderer = plots.BlitRenderer(fig, [shown_x, ax_x.title, curve, enc_line, zero_line, marker, legend])
     image, label = _image(fig), widgets.HTML()
     parts = WidgetParts({"digit": digit, "steps": steps}, image, label,
                         widgets.VBox([widgets.HBox([digit, steps]), image, label]))
