@@ -231,57 +231,6 @@ def test_elbo_bad_n_samples(n, binary):
 # Importance-weighted bound and log p(x)
 
 
-def test_iw_bound_with_k1_has_the_elbos_expectation(trained_1d, binary):
-    """iw_bound(x, k=1) averaged over 1000 independent draws per image equals the quadrature ELBO
-    within a few standard errors."""
-    model = trained_1d
-    x = binary.x_test[:10]
-    _, elbo_q, _ = quadrature_1d(model, x)
-    R = 1000
-    with torch.no_grad():
-        iw1 = model.iw_bound(x.repeat(R, 1), k=1, seed=0).view(R, 10).double()
-    z = (iw1.mean(0) - elbo_q) / (iw1.std(0) / math.sqrt(R))
-    assert z.abs().max() < 5, z
-    assert abs(z.mean() * math.sqrt(10)) < 4  # the average over images too
-
-
-def test_iw_bound_grows_with_k_towards_log_px(binary):
-    """Averaged over repeats, iw_bound increases with k (k = 1, 5, 50, each step beyond noise)
-    and stays below the quadrature log p(x) (up to noise); k = 50 is close to it."""
-    model = untrained(latent_dim=1)
-    x = binary.x_test[:10]
-    log_px, _, _ = quadrature_1d(model, x)
-    R = 300
-    means, ses = [], []
-    with torch.no_grad():
-        for i, k in enumerate((1, 5, 50)):
-            b = model.iw_bound(x.repeat(R, 1), k=k, seed=i).view(R, 10).double().mean(1)  # per repeat
-            means.append(b.mean().item())
-            ses.append(b.std().item() / math.sqrt(R))
-    truth = log_px.mean().item()
-    for j in range(2):
-        assert means[j + 1] - means[j] > 3 * math.hypot(ses[j], ses[j + 1]), (means, ses)
-    for m, se in zip(means, ses):
-        assert m < truth + 4 * se
-    assert truth - means[2] < 0.05
-
-
-def test_iw_bound_shape_seed_and_gradient(binary):
-    """iw_bound returns (N,), is reproducible with seed without moving the global RNG, and is
-    differentiable in the encoder's and decoder's parameters; k must be a positive integer."""
-    model = untrained()
-    x = binary.x_test[:5]
-    state = torch.get_rng_state()
-    a = model.iw_bound(x, k=7, seed=1)
-    b = model.iw_bound(x, k=7, seed=1)
-    assert torch.equal(torch.get_rng_state(), state)
-    assert a.shape == (5,) and torch.equal(a, b)
-    a.sum().backward()
-    assert all(p.grad is not None for p in model.parameters())
-    with pytest.raises(ValueError, match="k"):
-        model.iw_bound(x, k=0)
-
-
 def test_log_marginal_matches_quadrature(trained_1d, binary):
     """K = 5000 importance samples estimate log p(x) within 0.1 nats of the quadrature value for
     every image and seed, and on average the estimate is not above the truth beyond noise."""
@@ -834,7 +783,7 @@ def test_trained_vae_retrains_over_another_recipe(cache, monkeypatch):
     assert len(calls) == 1
     assert not torch.equal(model.decode(torch.zeros(1, 2)), old_model.decode(torch.zeros(1, 2)))
     _, config = load_checkpoint(folder / "vae-tiny.pt",
-                                lambda c: VAE.from_config({k: v for k, v in c.items() if k != "recipe"}))
+                                lambda c: VAE.from_config({k: v for k, v in c.items() if k not in ("recipe", "history")}))
     assert config["recipe"]["seed"] == 0
 
 
@@ -856,3 +805,15 @@ def test_course_recipes_are_as_documented():
     """The real recipes: "course" has a 20-D latent, "2d" a 2-D one (for the explorer)."""
     assert vae_mod.RECIPES["course"].latent_dim == 20
     assert vae_mod.RECIPES["2d"].latent_dim == 2
+
+
+def test_trained_vae_keeps_its_training_history(cache):
+    """with_history returns the history of the run that made the model, the same after a reload
+    from the cache (what notebook 07 shows when notebook 06 trained the model)."""
+    model, history = trained_vae("tiny", progress=False, with_history=True)
+    assert history.steps[0] == 0 and history.steps[-1] == history.n_steps
+    assert len(history.test["elbo"]) == len(history.train["elbo"]) == len(history.steps)
+    again, loaded = trained_vae("tiny", progress=False, with_history=True)
+    assert loaded == history
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)

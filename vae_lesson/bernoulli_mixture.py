@@ -29,7 +29,7 @@ import torch
 
 from .data import IMAGE_SHAPE, N_PIXELS
 from .models import FiniteMixture, fit_em
-from .validation import as_tensor, check_finite, check_last_dim, check_ndim, check_positive_int
+from .validation import as_tensor, check_binary, check_finite, check_last_dim, check_ndim, check_positive_int
 
 __all__ = ["BernoulliMixture", "observed_bottom_half", "fit_bernoulli_mixture"]
 
@@ -58,19 +58,8 @@ def _check_binary(x, name: str, dim: int | None = None, dtype: torch.dtype | Non
     check_ndim(x, name, 2, f"{shape}: a batch of flattened binary images; use x[None] for one image")
     if dim is not None:
         check_last_dim(x, name, dim, "the number of pixels P of probs")
-    _check_zero_one(x, name)
+    check_binary(x, name)
     return x if dtype is None else x.to(dtype)
-
-
-def _check_zero_one(values: torch.Tensor, name: str) -> None:
-    bad = (values != 0) & (values != 1)
-    if bad.any():
-        example = values[bad][0].item()
-        raise ValueError(
-            f"{name} must hold binary pixels (every value 0 or 1), got {bad.sum().item()} other value(s), "
-            f"e.g. {example:.4g}; binarize grey levels first (vae_lesson.data.binarize, or "
-            "load_digits(binarized=True))"
-        )
 
 
 class BernoulliMixture(FiniteMixture):
@@ -252,7 +241,7 @@ class BernoulliMixture(FiniteMixture):
                     f"x contains {(~torch.isfinite(seen)).sum().item()} NaN or infinite value(s) at observed "
                     "pixels; expected 0 or 1 there (unobserved pixels may hold anything)"
                 )
-            _check_zero_one(seen, "x (at observed pixels)")
+            check_binary(seen, "x (at observed pixels)")
             x = torch.where(mask, x, torch.zeros((), dtype=x.dtype))
         return x, mask
 

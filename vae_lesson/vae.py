@@ -25,9 +25,9 @@ from torch import distributions as D
 from torch import nn
 
 from .data import N_PIXELS
-from .estimators import log_marginal_importance, log_mean_exp
+from .estimators import log_marginal_importance
 from .objectives import Estimate, kl_to_standard_normal
-from .validation import as_tensor, check_finite, check_ndim, check_positive_int
+from .validation import as_tensor, check_binary, check_finite, check_ndim, check_positive_int
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -162,10 +162,7 @@ class VAE(nn.Module):
         check_ndim(x, "x", 2, "(images, pixels)")
         if x.shape[-1] != self.data_dim:
             raise ValueError(f"x must have {self.data_dim} pixels per image (flattened 8x8), got shape {tuple(x.shape)}")
-        if not ((x == 0) | (x == 1)).all():
-            raise ValueError("x must be binary (0 or 1 per pixel) for the Bernoulli decoder: use "
-                             "load_digits(binarized=True), or vae_lesson.data.binarize on grey levels in [0, 1]")
-        return x.float()
+        return check_binary(x, "x (the Bernoulli decoder's pixels)").float()
 
     def joint_log_prob(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x, z; theta) = log p(z) + log p(x | z; theta): x (N, D), z (..., N, d) -> (..., N)."""
@@ -190,16 +187,6 @@ class VAE(nn.Module):
         reconstruction = self.decoder(z).log_prob(x).mean(0)  # (1/S) sum_s log p(x | z_s)
         kl = kl_to_standard_normal(mean, std)  # closed form, = D.kl_divergence(q, prior)
         return ElboTerms(reconstruction - kl, reconstruction, kl)
-
-    def iw_bound(self, x, k: int, seed: int | None = None) -> torch.Tensor:
-        """The importance-weighted bound with k samples, differentiable (for training):
-        log (1/k) sum_j p(x, z_j) / q_phi(z_j | x), z_j ~ q_phi(z | x). k = 1 is the ELBO. (N,)."""
-        x = self.check_x(x)
-        check_positive_int(k, "k")
-        q = self.encoder(x)
-        with _seeded(seed):
-            z = q.rsample((k,))
-        return log_mean_exp(self.joint_log_prob(x, z) - q.log_prob(z), dim=0)
 
     @torch.no_grad()
     def log_marginal(self, x, n_samples: int = 5000, chunk_size: int = 250, seed: int | None = 0,
@@ -249,7 +236,7 @@ class Recipe:
     decayed along a half cosine to 0, and one regularizer against overfitting 1,437 images:
     each time an image is used its grey levels are binarized at a random threshold in
     0.5 +- ``threshold_jitter`` (strokes come out a little thicker or thinner). ``kl_weight``
-    scales the KL term (1 is the ELBO; other values are for the experiment in notebook 07).
+    scales the KL term (1 is the ELBO; notebook 07's question 1 tries 0).
     """
 
     latent_dim: int = 20
@@ -449,12 +436,15 @@ RECIPES = {
 }
 
 
-def trained_vae(name: str = "course", cache: bool = True, progress: bool = True) -> VAE:
+def trained_vae(name: str = "course", cache: bool = True, progress: bool = True, with_history: bool = False):
     """The course's trained VAE ``name`` ("course": latent 20; "2d": latent 2, for the explorer).
 
     Loaded from the cache (``checkpoints.cache_dir()``) when a checkpoint made with the same
-    recipe is there; otherwise trained (about 10-15 s) and saved. A checkpoint from another
-    recipe or architecture is retrained over, never loaded silently.
+    recipe is there; otherwise trained (about 10-15 s) on the fixed split, with the training and
+    test ELBO recorded, and saved with that history. So notebook 06 trains the course model once
+    and notebook 07 (and the app) load it. A checkpoint from another recipe or architecture is
+    retrained over, never loaded silently. Returns the model, or (model, TrainingHistory) with
+    ``with_history``.
     """
     from .checkpoints import cache_dir, load_checkpoint, save_checkpoint
     from .data import load_digits
@@ -467,16 +457,18 @@ def trained_vae(name: str = "course", cache: bool = True, progress: bool = True)
     if cache and path.exists():
         try:
             model, config = load_checkpoint(path, lambda c: VAE.from_config(
-                {k: v for k, v in c.items() if k != "recipe"}))
-            if config == wanted:
-                return model.eval()
-        except ValueError:
+                {k: v for k, v in c.items() if k not in ("recipe", "history")}))
+            if {k: v for k, v in config.items() if k != "history"} == wanted and "history" in config:
+                history = TrainingHistory(**config["history"])
+                return (model.eval(), history) if with_history else model.eval()
+        except (ValueError, TypeError):
             pass  # corrupt or from another version: train again below
-    digits = load_digits()
-    model, _ = train_vae(recipe, digits.x_train, progress=progress)
+    grey, binary = load_digits(), load_digits(binarized=True)
+    model, history = train_vae(recipe, grey.x_train, x_test=binary.x_test, x_train_binary=binary.x_train,
+                               progress=progress)
     if cache:
-        save_checkpoint(path, model, wanted)
-    return model
+        save_checkpoint(path, model, {**wanted, "history": asdict(history)})
+    return (model, history) if with_history else model
 
 
 def amortization_gaps(encoder_elbo: torch.Tensor, refined_elbo: torch.Tensor,

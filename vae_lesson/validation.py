@@ -57,3 +57,16 @@ def check_positive_int(value, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return value
+
+
+def check_binary(values: torch.Tensor, name: str) -> torch.Tensor:
+    """Every value 0 or 1 (binary pixels), or an error that says how to binarize grey levels."""
+    bad = (values != 0) & (values != 1)
+    if bad.any():
+        example = values[bad][0].item()
+        raise ValueError(
+            f"{name} must hold binary pixels (every value 0 or 1), got {bad.sum().item()} other value(s), "
+            f"e.g. {example:.4g}; binarize grey levels first (vae_lesson.data.binarize, or "
+            "load_digits(binarized=True))"
+        )
+    return values
