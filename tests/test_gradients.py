@@ -266,8 +266,9 @@ def test_summarize_formulas():
 def test_summarize_constant_estimates():
     """A zero-variance estimator that is exactly right has z-score 0, not NaN."""
     out = G.summarize(torch.ones(10, 2, dtype=F64), torch.ones(2, dtype=F64))
-    assert torch.equal(out["std_error"], torch.zeros(2, dtype=F64))
-    assert torch.equal(out["z_score"], torch.zeros(2, dtype=F64))
+    eps = torch.finfo(F64).eps
+    torch.testing.assert_close(out["std_error"], torch.zeros(2, dtype=F64), atol=eps, rtol=0)
+    torch.testing.assert_close(out["z_score"], torch.zeros(2, dtype=F64), atol=eps, rtol=0)
 
 
 # --- categorical latents ---------------------------------------------------------------------------------------------

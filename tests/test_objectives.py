@@ -145,7 +145,8 @@ def test_kl_matches_torch_distributions(shape):
 
 
 def test_kl_is_zero_only_at_the_standard_normal():
-    assert kl_to_standard_normal(torch.zeros(4, 3), torch.ones(4, 3)).abs().max().item() == 0.0
+    # 0 up to float32 round-off (log 1 need not be exactly 0 in every vectorized log)
+    assert kl_to_standard_normal(torch.zeros(4, 3), torch.ones(4, 3)).abs().max().item() <= torch.finfo(torch.float32).eps
     for m, s in (([0.01, 0.0], [1.0, 1.0]), ([0.0, 0.0], [1.01, 1.0]), ([0.0, 0.0], [0.99, 1.0])):
         assert kl_to_standard_normal(t(m), t(s)).item() > 0
 

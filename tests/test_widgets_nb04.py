@@ -146,7 +146,9 @@ def test_preset_ranking_for_a_nine(parts, setup):
     for name in ("top of the true digit", "0.5 everywhere", "1 everywhere", "exact posterior marginals"):
         parts.controls["preset"].value = name
         elbo[name], se[name] = parts.state["elbo"], parts.state["elbo_se"]
-    assert se["1 everywhere"] == 0.0  # phi = 1: every sample is the all-ink top
+    # phi = 1: every sample is the all-ink top, so the standard error is zero up to the float32
+    # round-off of averaging identical values (not exactly 0 on every CPU)
+    assert se["1 everywhere"] <= abs(elbo["1 everywhere"]) * torch.finfo(torch.float32).eps
     margin = 4 * max(se.values())
     assert elbo["top of the true digit"] > elbo["0.5 everywhere"] + margin
     assert elbo["0.5 everywhere"] > elbo["1 everywhere"] + margin
