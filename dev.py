@@ -53,12 +53,26 @@ def ensure_env() -> None:
     print("Environment ready.", flush=True)
 
 
+def running_as_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def lab_command(args: list[str]) -> list:
+    """JupyterLab bound to this machine only (127.0.0.1), with Jupyter's token authentication on (the
+    URL with the token is printed and opened in your browser). As root (a container, a fresh cloud
+    machine) JupyterLab refuses to start without --allow-root: say so in one line and pass it;
+    the server stays on 127.0.0.1 with its token."""
+    cmd = [BIN / "jupyter", "lab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={ROOT / 'notebooks'}", *args]
+    if running_as_root() and "--allow-root" not in args:
+        print("Running as root (as in many containers): starting JupyterLab with --allow-root; "
+              "it still listens on 127.0.0.1 only, with its token.", flush=True)
+        cmd.append("--allow-root")
+    return cmd
+
+
 def lab(args: list[str]) -> int:
     ensure_env()
-    # Bound to this machine only; Jupyter's token authentication stays on (the URL with the
-    # token is printed below and opened in your browser).
-    cmd = [BIN / "jupyter", "lab", "--ServerApp.ip=127.0.0.1", f"--ServerApp.root_dir={ROOT / 'notebooks'}", *args]
-    return subprocess.call([str(c) for c in cmd], cwd=ROOT)
+    return subprocess.call([str(c) for c in lab_command(args)], cwd=ROOT)
 
 
 def app(args: list[str]) -> int:

@@ -14,12 +14,10 @@ process group and stopped by their process ids, also when a test fails or is int
 from __future__ import annotations
 
 import json
-import os
 import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +26,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import free_port, jupyter_env, stop, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -51,43 +50,6 @@ def _on_sigterm(signum, frame):  # a killed test run still runs the fixtures' fi
 signal.signal(signal.SIGTERM, _on_sigterm)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_for(url: str, token: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    start = time.time()
-    while time.time() - start < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with code {proc.returncode}; its log:\n{log.read_text()[-3000:]}")
-        try:
-            req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
-            with urllib.request.urlopen(req, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except Exception:  # noqa: BLE001 - not up yet
-            time.sleep(0.3)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (it ends its kernels), then SIGKILL if needed."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 @pytest.fixture(scope="module")
 def workdir():
     path = Path(tempfile.mkdtemp(prefix="vae-lesson-browser-"))
@@ -95,36 +57,23 @@ def workdir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _jupyter_env(work: Path) -> dict:
-    env = dict(os.environ)
-    for name in ("config", "runtime", "settings", "workspaces", "data"):
-        (work / name).mkdir(exist_ok=True)
-    env.update(JUPYTER_CONFIG_DIR=str(work / "config"), JUPYTER_RUNTIME_DIR=str(work / "runtime"),
-               JUPYTERLAB_SETTINGS_DIR=str(work / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(work / "workspaces"),
-               JUPYTER_DATA_DIR=str(work / "data"), PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}", MPLBACKEND="Agg")
-    news = work / "settings" / "@jupyterlab" / "apputils-extension"
-    news.mkdir(parents=True, exist_ok=True)
-    (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
-    return env
-
-
 @pytest.fixture(scope="module")
 def lab(workdir):
     """JupyterLab on 127.0.0.1, a free port and a generated token, serving a copy of notebooks/."""
     notebooks = workdir / "notebooks"
     shutil.copytree(ROOT / "notebooks", notebooks, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     log = workdir / "jupyterlab.log"
     cmd = [BIN / "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}", "--allow-root"]
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(c) for c in cmd], env=_jupyter_env(workdir), stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([str(c) for c in cmd], env=jupyter_env(workdir), stdout=out, stderr=subprocess.STDOUT,
                                 cwd=notebooks, start_new_session=True)
     try:
-        _wait_for(f"http://127.0.0.1:{port}/api/status", token, proc, log)
+        wait_for(f"http://127.0.0.1:{port}/api/status", token, proc, log)
         yield {"url": f"http://127.0.0.1:{port}", "token": token}
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -308,18 +257,18 @@ def test_latent_explorer_follows_the_slider_and_interpolation_redraws(lab, page)
 @pytest.fixture(scope="module")
 def app(workdir):
     """``voila apps/latent_explorer.ipynb`` as `python3 dev.py app` runs it: loopback, a token."""
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     log = workdir / "voila.log"
     cmd = [BIN / "voila", ROOT / "apps" / "latent_explorer.ipynb", "--no-browser", "--Voila.ip=127.0.0.1",
            f"--port={port}", f"--Voila.token={token}"]
     with open(log, "w") as out:
-        proc = subprocess.Popen([str(c) for c in cmd], env=_jupyter_env(workdir), stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen([str(c) for c in cmd], env=jupyter_env(workdir), stdout=out, stderr=subprocess.STDOUT,
                                 cwd=ROOT, start_new_session=True)
     try:
-        _wait_for(f"http://127.0.0.1:{port}/voila/static/voila.js", token, proc, log)  # static: starts no kernel
+        wait_for(f"http://127.0.0.1:{port}/voila/static/voila.js", token, proc, log)  # static: starts no kernel
         yield {"url": f"http://127.0.0.1:{port}", "token": token, "log": log}
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

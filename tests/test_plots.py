@@ -1,7 +1,11 @@
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
+import PIL.Image
 import pytest
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from vae_lesson import plots
@@ -164,3 +168,51 @@ def test_figure_to_png_fast_path_on_an_unmanaged_figure():
     fig.axes[0].set_title("changed")
     b = plots.figure_to_png(fig, close=False, tight=False)
     assert a.startswith(PNG_MAGIC) and b.startswith(PNG_MAGIC) and a != b
+
+
+def test_rgba_png_is_a_lossless_rgb_png():
+    rng = np.random.default_rng(0)
+    rgba = rng.integers(0, 256, size=(13, 21, 4), dtype=np.uint8)
+    data = plots.rgba_png(rgba)
+    decoded = np.asarray(PIL.Image.open(io.BytesIO(data)))
+    assert decoded.shape == (13, 21, 3)
+    assert np.array_equal(decoded, rgba[..., :3])
+    with pytest.raises(ValueError, match=r"\(H, W, 4\) uint8"):
+        plots.rgba_png(rgba.astype(float))
+
+
+def test_blitting_with_an_overlay_draws_what_a_full_draw_draws():
+    """A line that moves under an opaque legend: every blitted frame equals a full draw of the same
+    figure (line under legend), but for the faint anti-aliased fringe of the legend's frame (at most
+    16 grey levels, in the pixels just outside its edge)."""
+    fig = plt.Figure(figsize=(4, 3))
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, 1], color="0.7", label="static")
+    (line,) = ax.plot([], [], color="C3", lw=3, label="moving")
+    ax.set(xlim=(0, 1), ylim=(0, 1))
+    legend = ax.legend(loc="upper left", framealpha=1, fancybox=False)
+    renderer = plots.BlitRenderer(fig, [line], overlays=[legend])
+    xs = np.linspace(0.1, 0.9, 50)  # off the spines: a dynamic artist is drawn over static ones
+    for height in (0.9, 0.5, 0.95):  # through the legend, below it, and through it again
+        line.set_data(xs, np.full_like(xs, height))
+        blitted = np.asarray(PIL.Image.open(io.BytesIO(renderer.png())))
+        reference = plt.Figure(figsize=(4, 3))
+        ax2 = reference.add_subplot()
+        ax2.plot([0, 1], [0, 1], color="0.7", label="static")
+        ax2.plot(xs, np.full_like(xs, height), color="C3", lw=3, label="moving")
+        ax2.set(xlim=(0, 1), ylim=(0, 1))
+        ax2.legend(loc="upper left", framealpha=1, fancybox=False)
+        reference.set_dpi(80)
+        canvas = FigureCanvasAgg(reference)
+        canvas.draw()
+        full = np.asarray(canvas.buffer_rgba())[..., :3]
+        assert blitted.shape == full.shape
+        diff = np.abs(blitted.astype(int) - full.astype(int)).max(-1)
+        assert diff.max() <= 16, f"a pixel differs by {diff.max()} grey levels at height {height}"
+        box = reference.axes[0].get_legend().get_window_extent(canvas.get_renderer())
+        rows, cols = np.nonzero(diff)
+        height_px = full.shape[0]
+        inside_edge = (cols >= box.x1 - 1) & (cols <= box.x1 + 3) | (cols <= box.x0 + 1) & (cols >= box.x0 - 3) | \
+                      (height_px - rows >= box.y1 - 1) & (height_px - rows <= box.y1 + 3) | \
+                      (height_px - rows <= box.y0 + 1) & (height_px - rows >= box.y0 - 3)
+        assert inside_edge.all(), "blitting changed pixels away from the legend's edge"

@@ -298,6 +298,9 @@ def test_log_marginal_of_the_test_set_in_bounded_memory(binary, monkeypatch):
     est = model.log_marginal(x, n_samples=5000, chunk_size=250)
     assert est.shape == (360,) and torch.isfinite(est).all()
     assert leading == [250] * 20
+    leading.clear()
+    model.log_marginal(x, n_samples=5000)  # the default: about 2048 (draw, image) pairs per pass
+    assert leading == [5] * 1000
     monkeypatch.undo()
     with torch.no_grad():
         elbo = model.elbo(x, n_samples=50, seed=1).elbo

@@ -97,12 +97,13 @@ def test_each_control_redraws(is_parts, control, value):
 
 @pytest.mark.parametrize("m, s, k", [(0.0, 1.0, 100), (0.75, 0.5, 30), (1.5, 0.125, 300), (1.5, 0.125, 1)])
 def test_estimates_match_an_independent_computation(is_parts, ppca, m, s, k):
-    """Slider values exactly representable in float32; the widget's q = Normal(m, s) still has float32
-    parameters (log s is computed in float32), hence 1e-7 rather than 1e-12."""
+    """Slider values exactly representable in float32. The widget keeps its R x K table of log-weights
+    in float32 (for speed): each log-weight carries a relative round-off of about 1e-7 of its size
+    (tens of nats here), so the estimates agree to 1e-4 nats, far below what the histogram shows."""
     set_q(is_parts, m, s, k)
     expected, ess = estimates_by_hand(*ppca, m, s, k)
-    np.testing.assert_allclose(is_parts.state["estimates"].numpy(), expected, rtol=0, atol=1e-7)
-    assert is_parts.state["ess_fraction"] == pytest.approx(ess, rel=1e-9)
+    np.testing.assert_allclose(is_parts.state["estimates"].numpy(), expected, rtol=0, atol=1e-4)
+    assert is_parts.state["ess_fraction"] == pytest.approx(ess, rel=1e-4)
     mean = is_parts.state["estimates"].mean().item()
     assert f"{mean:.3f}" in is_parts.label.value and f"{ess:.1%}" in is_parts.label.value
 
@@ -137,7 +138,7 @@ def test_seed_sets_the_noise(ppca):
     b = importance_sampling_explorer(*ppca, n_repeats=20, seed=1)
     assert not torch.equal(a.state["estimates"], b.state["estimates"])
     expected, _ = estimates_by_hand(*ppca, 0.0, 1.0, 100, n_repeats=20, seed=1)
-    np.testing.assert_allclose(b.state["estimates"].numpy(), expected, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(b.state["estimates"].numpy(), expected, rtol=0, atol=1e-4)  # float32 table of log-weights
 
 
 def test_importance_explorer_rejects_a_2d_latent():

@@ -23,7 +23,7 @@ from vae_lesson.widgets import (WidgetParts, _draw_cross, _latent_background, in
                                 latent_explorer, refinement_explorer)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-RED = np.array([214, 39, 40, 255], dtype=np.uint8)
+RED = np.array([214, 39, 40], dtype=np.uint8)  # the cross, in the RGB PNG
 N_DIGITS, LIM, STEP = 12, 3.0, 0.05
 N_STEPS = 20
 
@@ -246,7 +246,7 @@ def test_map_transform_check_can_fail(model, digits):
 
 
 def red_mask(rgba):
-    return (rgba == RED).all(-1)
+    return (rgba[..., :3] == RED).all(-1)
 
 
 def cross_mask(shape, row, col, size=7):
@@ -286,15 +286,15 @@ def test_red_cross_is_drawn_at_z_on_the_map(latent, model, digits, z):
     set_z(latent, *z)
     shown = png_array(latent.state["latent_image"].value)
     background, to_pixel = _latent_background(model, *digits, LIM)
-    assert shown.shape == background.shape
+    assert shown.shape == background[..., :3].shape  # the figure is opaque: its PNG is RGB
     row, col = to_pixel(*z)
     red = red_mask(shown)
     assert red[row, col]
     rows, cols = np.nonzero(red & cross_mask(shown.shape, row, col, size=10))
     assert abs(rows.mean() - row) <= 0.5 and abs(cols.mean() - col) <= 0.5
     want = cross_mask(shown.shape, row, col)
-    assert np.array_equal(shown[~want], background[~want])
-    assert np.array_equal(shown, _draw_cross(background, row, col))
+    assert np.array_equal(shown[~want], background[..., :3][~want])
+    assert np.array_equal(shown, _draw_cross(background, row, col)[..., :3])
 
 
 def test_latent_explorer_text_fallback(latent):
@@ -503,7 +503,7 @@ def test_moving_steps_redraws(refinement):
 
 def test_refinement_controls(refinement):
     steps = refinement.controls["steps"]
-    assert (steps.min, steps.max) == (0, N_STEPS)
+    assert tuple(steps.options) == tuple(range(N_STEPS + 1))
     assert steps.continuous_update is False
     assert (refinement.controls["digit"].min, refinement.controls["digit"].max) == (0, 5)
 
@@ -560,10 +560,38 @@ def test_refinement_records_every_few_steps_and_the_slider_follows(model, digits
     """With record_every=5 the slider moves in steps of 5 and each position shows vae.refine's ELBO
     recorded at that step; n_steps must be a multiple of it."""
     parts = refinement_explorer(model, digits[0][:3], digits[1][:3], log_px[:3], n_steps=20, record_every=5)
-    assert parts.controls["steps"].step == 5
+    assert tuple(parts.controls["steps"].options) == (0, 5, 10, 15, 20)
     ref = vae_lesson.vae.refine(model, digits[0][2:3], n_steps=20, lr=0.005, record_at=[0, 5, 10, 15, 20], seed=2)
     for s in (5, 20):
         state = set_refinement(parts, digit=2, steps=s)
         assert state["elbo"] == pytest.approx(float(ref.elbo[s // 5, 0]), abs=1e-5)
     with pytest.raises(ValueError, match="multiple of record_every"):
         refinement_explorer(model, digits[0][:3], digits[1][:3], log_px[:3], n_steps=21, record_every=5)
+
+
+def test_refinement_shows_the_notebooks_records_without_optimizing(model, digits, log_px, monkeypatch):
+    """Given the notebook's own vae.refine of all images, every update (a new digit, another step)
+    shows those records and runs no optimization; the slider moves through the recorded steps."""
+    record = [0, 2, 5, 10, N_STEPS]
+    refined = vae_lesson.vae.refine(model, digits[0][:6], n_steps=N_STEPS, record_at=record, seed=7)
+
+    def no_refine(*args, **kwargs):
+        raise AssertionError("the widget optimized although the records were given")
+
+    monkeypatch.setattr(vae_lesson.vae, "refine", no_refine)
+    parts = refinement_explorer(model, digits[0][:6], digits[1][:6], log_px, refined=refined)
+    assert tuple(parts.controls["steps"].options) == tuple(record)
+    for i in (0, 4, 2):
+        for k, s in enumerate(record):
+            state = set_refinement(parts, digit=i, steps=s)
+            assert state["elbo"] == pytest.approx(float(refined.elbo[k, i]), abs=1e-6)
+            assert state["encoder_elbo"] == pytest.approx(float(refined.elbo[0, i]), abs=1e-6)
+            assert f"after <b>{s}</b> steps" in parts.label.value
+
+
+def test_refinement_records_must_match_the_images(model, digits, log_px):
+    refined = vae_lesson.vae.refine(model, digits[0][:4], n_steps=2)
+    with pytest.raises(ValueError, match="on these 6 images"):
+        refinement_explorer(model, digits[0][:6], digits[1][:6], log_px, refined=refined)
+    with pytest.raises(TypeError, match="what vae.refine returns"):
+        refinement_explorer(model, digits[0][:6], digits[1][:6], log_px, refined=refined.elbo)

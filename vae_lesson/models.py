@@ -496,11 +496,19 @@ class Latent1DModel:
     def _integrate(self, values: torch.Tensor) -> torch.Tensor:
         return torch.trapezoid(values, self.z)
 
+    def _on_grid(self, x: float) -> tuple[torch.Tensor, float]:
+        """log p(x, z) on the grid and log p(x), for the last x asked about (a widget asks about the
+        same x at every update; the model's parameters never change)."""
+        key = float(x)
+        if getattr(self, "_grid_cache", (None,))[0] != key:
+            lj = self.joint_log_prob(key, self.z)
+            top = lj.max()
+            self._grid_cache = (key, lj, (top + self._integrate((lj - top).exp()).log()).item())
+        return self._grid_cache[1], self._grid_cache[2]
+
     def log_marginal(self, x: float) -> float:
         """log p(x) = log integral p(x, z) dz, on the grid (stable: factor out the max)."""
-        lj = self.joint_log_prob(x, self.z)
-        top = lj.max()
-        return (top + self._integrate((lj - top).exp()).log()).item()
+        return self._on_grid(x)[1]
 
     def posterior_log_prob(self, x: float, z) -> torch.Tensor:
         """log p(z | x) = log p(x, z) - log p(x)."""
@@ -515,10 +523,11 @@ class Latent1DModel:
         """ELBO(q) = integral q(z) [log p(x, z) - log q(z)] dz for q = N(q_mean, q_std^2), on the grid."""
         q = self._q(q_mean, q_std)
         lq = q.log_prob(self.z)
-        return self._integrate(lq.exp() * (self.joint_log_prob(x, self.z) - lq)).item()
+        return self._integrate(lq.exp() * (self._on_grid(x)[0] - lq)).item()
 
     def kl_to_posterior(self, x: float, q_mean: float, q_std: float) -> float:
         """KL(q(z) || p(z | x)) = integral q(z) [log q(z) - log p(z | x)] dz, on the grid."""
         q = self._q(q_mean, q_std)
         lq = q.log_prob(self.z)
-        return self._integrate(lq.exp() * (lq - self.posterior_log_prob(x, self.z))).item()
+        lj, log_px = self._on_grid(x)
+        return self._integrate(lq.exp() * (lq - (lj - log_px))).item()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from typing import Callable, Sequence
 
 
@@ -165,10 +167,26 @@ def figure_to_png(fig: Figure, dpi: int = 80, close: bool = True, tight: bool = 
 
 
 def rgba_png(rgba: np.ndarray) -> bytes:
-    """An (H, W, 4) uint8 RGBA array as PNG bytes, with fast (light) compression."""
-    buf = io.BytesIO()
-    PIL.Image.fromarray(np.ascontiguousarray(rgba), mode="RGBA").save(buf, format="png", compress_level=1)
-    return buf.getvalue()
+    """An opaque (H, W, 4) uint8 RGBA array (a figure's canvas) as RGB PNG bytes.
+
+    Written directly (PNG signature, IHDR, one zlib-compressed IDAT with filter type 0 on every
+    row, IEND): for a widget's 800 x 270 figure about 3 ms against PIL's 9 ms (PIL tries the PNG
+    row filters; a plot of flat colours compresses well without them), and a little smaller. The
+    alpha channel is dropped: a figure is opaque.
+    """
+    rgb = np.asarray(rgba)[..., :3]
+    if rgb.ndim != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"rgba must be an (H, W, 4) uint8 array, got {rgb.dtype} of shape {np.shape(rgba)}")
+    height, width, _ = rgb.shape
+    rows = np.zeros((height, 1 + 3 * width), dtype=np.uint8)  # a 0 byte (filter: none) before each row
+    rows[:, 1:] = rgb.reshape(height, -1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)  # 8 bits, RGB, deflate, no interlace
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows.tobytes(), 1))
+            + chunk(b"IEND", b""))
 
 
 class BlitRenderer:
@@ -177,28 +195,38 @@ class BlitRenderer:
     Everything except the ``dynamic`` artists is drawn once into a background; each frame
     restores that background and draws only the dynamic artists, which costs a few milliseconds
     instead of a full draw (tens of milliseconds, mostly text). After changing anything else
-    (axis limits, ticks, a legend), ask for a ``full=True`` frame, which redraws the background.
+    (axis limits, ticks), ask for a ``full=True`` frame, which redraws the background.
     Dynamic artists are drawn in the order given, on top of everything static: an artist that
-    must stay visible above a dynamic one (a data scatter over an image, a legend over bars)
-    belongs in the list too, after it.
+    must stay visible above a dynamic one (a data scatter over an image) belongs in the list too,
+    after it. ``overlays`` are artists that never change but lie on top of the dynamic ones
+    (legends): drawn once, their pixels are pasted back over every frame, which costs nothing,
+    where drawing a legend's text again would cost 5-20 ms. An overlay must be opaque and
+    rectangular (a legend with ``framealpha=1, fancybox=False``), so its pixels do not depend on
+    what lies beneath.
     """
 
-    def __init__(self, fig: Figure, dynamic: Sequence, dpi: int = 80):
-        self.fig, self.dynamic = fig, list(dynamic)
+    def __init__(self, fig: Figure, dynamic: Sequence, dpi: int = 80, overlays: Sequence = ()):
+        self.fig, self.dynamic, self.overlays = fig, list(dynamic), list(overlays)
         fig.set_dpi(dpi)
         self.canvas = FigureCanvasAgg(fig)
-        for artist in self.dynamic:
+        for artist in self.dynamic + self.overlays:
             artist.set_animated(True)  # left out of full draws: drawn by png() on top of the background
-        self.background = None
+        self.background, self.overlay_pixels = None, []
 
     def png(self, full: bool = False) -> bytes:
         if full or self.background is None:
             self.canvas.draw()
             self.background = self.canvas.copy_from_bbox(self.fig.bbox)
-        else:
-            self.canvas.restore_region(self.background)
+            renderer = self.canvas.get_renderer()
+            for artist in self.overlays:  # drawn once, then kept as pixels
+                self.fig.draw_artist(artist)
+            self.overlay_pixels = [self.canvas.copy_from_bbox(a.get_window_extent(renderer).padded(2))  # + its edge
+                                   for a in self.overlays]
+        self.canvas.restore_region(self.background)
         for artist in self.dynamic:
             self.fig.draw_artist(artist)
+        for pixels in self.overlay_pixels:
+            self.canvas.restore_region(pixels)
         return rgba_png(np.asarray(self.canvas.buffer_rgba()))
 
 

@@ -189,16 +189,20 @@ class VAE(nn.Module):
         return ElboTerms(reconstruction - kl, reconstruction, kl)
 
     @torch.no_grad()
-    def log_marginal(self, x, n_samples: int = 5000, chunk_size: int = 250, seed: int | None = 0,
+    def log_marginal(self, x, n_samples: int = 5000, chunk_size: int | None = None, seed: int | None = 0,
                      proposal: D.Distribution | None = None) -> torch.Tensor:
         """log p(x; theta) estimated by importance sampling with K = ``n_samples`` draws per image:
         log (1/K) sum_k p(x, z_k) / q(z_k), z_k ~ q = q_phi(z | x) unless another ``proposal`` (batch (N,)).
 
-        A lower bound on average that tightens as K grows. Drawn ``chunk_size`` at a time, so
-        K = 5000 for all 360 test images needs (chunk_size x N x D) floats, not (K x N x D).
+        A lower bound on average that tightens as K grows. Drawn ``chunk_size`` at a time (by
+        default about 2048 / N, so that each pass through the decoder holds about 2048 (draw,
+        image) pairs and stays in the CPU's cache): K = 5000 for all 360 test images needs
+        (chunk_size x N x D) floats at once, not (K x N x D).
         """
         x = self.check_x(x)
         q = self.encoder(x) if proposal is None else proposal
+        if chunk_size is None:
+            chunk_size = max(1, 2048 // x.shape[0])
         with _seeded(seed):
             return log_marginal_importance(lambda z: self.joint_log_prob(x, z), q, n_samples, chunk_size)
 
@@ -381,6 +385,13 @@ def elbo_of_q(model: VAE, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Te
     return (model.joint_log_prob(x, z) - gaussian_q(mean, log_std).log_prob(z)).mean(0)
 
 
+def _elbo_of_q_chunked(model: VAE, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor,
+                      chunk_size: int = 20) -> torch.Tensor:
+    """``elbo_of_q`` over the S draws of eps (S, N, d), ``chunk_size`` draws at a time: the same average,
+    with activations small enough to stay in the CPU's cache (about twice as fast for S = 200)."""
+    return sum(elbo_of_q(model, x, mean, log_std, e) * len(e) for e in eps.split(chunk_size)) / len(eps)
+
+
 def refine(model: VAE, x, n_steps: int = 200, lr: float = 0.005, n_samples: int = 8,
            record_at: list[int] | None = None, eval_samples: int = 200, seed: int = 0) -> Refinement:
     """Per-datapoint refinement: start at the encoder's phi(x) = (mu, log sigma) and take ``n_steps``
@@ -412,7 +423,7 @@ def refine(model: VAE, x, n_steps: int = 200, lr: float = 0.005, n_samples: int 
         for step in range(n_steps + 1):
             if step in record:
                 with torch.no_grad():
-                    elbos.append(elbo_of_q(model, x, mean, log_std, eval_eps))
+                    elbos.append(_elbo_of_q_chunked(model, x, mean, log_std, eval_eps))
             if step == n_steps:
                 break
             eps = torch.randn((n_samples, *mean.shape), generator=generator)
