@@ -4,10 +4,25 @@ Offline guard: every process the tests start, notebook kernels included, imports
 tests/offline/sitecustomize.py (it is put first on PYTHONPATH here), which refuses network
 connections beyond this machine; this process loads the same guard now.
 
-Trained models: the run gets its own empty cache ($VAE_LESSON_CACHE, inherited by the kernels),
-so notebooks train their VAEs from scratch by the current recipe instead of loading whatever a
-developer's ~/.cache holds, and nothing is written there. It is deleted when the run ends.
+Trained models: the run gets its own empty cache ($VAE_LESSON_CACHE, inherited by the kernels and
+by pytest-xdist's workers, which the main process starts after this file ran), so notebooks train
+their VAEs from scratch by the current recipe instead of loading whatever a developer's ~/.cache
+holds, each model once for the whole run (``vae.trained_vae`` trains under a file lock), and
+nothing is written there. It is deleted when the run ends.
+
+Notebooks (nbval): each notebook runs twice in one kernel, as after "Run All" and another "Run
+All", and both passes must reproduce the checked outputs; the kernel runs in a temporary folder
+holding only a copy of the notebook, with an empty model cache of its own, as for a student who
+downloaded that one notebook, and a last item checks that the notebook wrote nothing beside
+itself. Notebooks 01-05, whose checked outputs print floating-point results, run on another
+floating-point path (MKL's compatible code path, ATen without SIMD kernels), as another CPU
+would: a checked output that prints round-off fails here, not on a student's laptop.
+
+Parallel runs (pytest-xdist, `-n auto` in pyproject.toml): the items of one notebook go to one
+worker, in order, and so do the browser tests that share a server (``unit_of_work``).
 """
+from __future__ import annotations
+
 import atexit
 import importlib.util
 import os
@@ -15,10 +30,129 @@ import shutil
 import tempfile
 from pathlib import Path
 
-os.environ["VAE_LESSON_CACHE"] = _CACHE = tempfile.mkdtemp(prefix="vae-lesson-test-cache-")
-atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+import pytest
 
-_OFFLINE = Path(__file__).resolve().parent / "tests" / "offline"
-os.environ["PYTHONPATH"] = os.pathsep.join([str(_OFFLINE), *filter(None, [os.environ.get("PYTHONPATH")])])
+ROOT = Path(__file__).resolve().parent
+if "PYTEST_XDIST_WORKER" not in os.environ:  # the main process: workers inherit what it sets here
+    os.environ["VAE_LESSON_CACHE"] = _CACHE = tempfile.mkdtemp(prefix="vae-lesson-test-cache-")
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
+_OFFLINE = ROOT / "tests" / "offline"
+if str(_OFFLINE) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(_OFFLINE), *filter(None, [os.environ.get("PYTHONPATH")])])
 _spec = importlib.util.spec_from_file_location("vae_lesson_offline_guard", _OFFLINE / "sitecustomize.py")
 _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
+
+# Another CPU's floating-point path, for the kernels of the notebooks whose checked outputs print
+# floats (06 and 07 print counts and closed forms; on this path they would take 40% longer).
+OTHER_CPU = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"}
+OTHER_CPU_NOTEBOOKS = ("01", "02", "03", "04", "05")
+
+# The longest work first, so that no worker is left with a long item at the end (the scheduler
+# below hands out the units in collection order): the browser tests, then notebooks 06 and 07.
+FIRST = ("tests/test_browser.py", "notebooks/06", "notebooks/07", "tests/test_student.py", "tests/test_app.py",
+         "notebooks/")
+
+
+def _rank(item) -> int:
+    nodeid = item.nodeid
+    return next((i for i, prefix in enumerate(FIRST) if nodeid.startswith(prefix)), len(FIRST))
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=_rank)  # stable: the order inside a unit (a notebook's cells) is kept
+
+
+def unit_of_work(nodeid: str) -> str:
+    """Which tests must run together, in order, in one pytest-xdist worker: all the items of one
+    notebook (one kernel), and the browser tests that share one JupyterLab server (two halves,
+    so that they can run on two workers). Every other test is a unit of its own."""
+    path = nodeid.split("::", 1)[0]
+    if path.endswith(".ipynb"):
+        return path
+    if path == "tests/test_browser.py":
+        notebook = nodeid.rsplit("[", 1)[-1]
+        return f"{path}, part {'2' if notebook[:2].isdigit() and notebook >= '05' else '1'}"
+    return nodeid
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's "loadscope" scheduling with the units above. (Its "loadgroup" with
+    xdist_group marks groups nothing with pytest 9.2: pytest-xdist issue #1386.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class CourseScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return unit_of_work(nodeid)
+
+    return CourseScheduling(config, log)
+
+
+try:
+    from nbval.kernel import CURRENT_ENV_KERNEL_NAME, RunningKernel
+    from nbval.plugin import IPyNbCell, IPyNbFile
+except ImportError:  # nbval missing: requirements.txt installs it; the unit tests still run
+    IPyNbFile = None
+
+
+if IPyNbFile is not None:
+
+    class FolderLeftClean(pytest.Item):
+        """The notebook's temporary folder holds nothing but the notebook after both runs."""
+
+        def runtest(self):
+            folder = self.parent.folder
+            written = sorted(p.name for p in folder.iterdir() if p.name != self.parent.path.name)
+            assert not written, f"{self.parent.path.name} wrote {written} beside itself (in {folder})"
+
+        def reportinfo(self):
+            return self.path, 0, f"{self.parent.path.name}: nothing written beside the notebook"
+
+    class NotebookTwiceFromACopy(IPyNbFile):
+        """nbval's notebook, with every cell run twice in one kernel (two passes, both checked), the
+        kernel started in a temporary folder with an empty model cache, and a last check that the
+        folder stayed clean. ``unit_of_work`` keeps its items on one xdist worker, in order."""
+
+        def collect(self):
+            cells = list(super().collect())
+            for run in (1, 2):
+                for cell in cells:
+                    name = cell.name if run == 1 else f"{cell.name}, run 2"
+                    yield IPyNbCell.from_parent(self, name=name, cell_num=cell.cell_num, cell=cell.cell,
+                                                options=cell.options)
+            yield FolderLeftClean.from_parent(self, name="folder left clean")
+
+        def setup(self):
+            self.folder = Path(tempfile.mkdtemp(prefix=f"vae-lesson-{self.path.stem[:2]}-"))
+            self.cache = Path(tempfile.mkdtemp(prefix="vae-lesson-empty-cache-"))
+            shutil.copy(self.path, self.folder / self.path.name)
+            env = {"VAE_LESSON_CACHE": str(self.cache),
+                   **(OTHER_CPU if self.path.name[:2] in OTHER_CPU_NOTEBOOKS else {})}
+            saved = {name: os.environ.get(name) for name in env}
+            os.environ.update(env)  # the kernel inherits this process's environment when it starts
+            try:
+                option = self.config.option
+                kernel_name = (CURRENT_ENV_KERNEL_NAME if option.nbval_current_env
+                               else option.nbval_kernel_name or self.nb.metadata.get("kernelspec", {}).get("name", "python"))
+                self.kernel = RunningKernel(kernel_name, cwd=str(self.folder),
+                                            startup_timeout=option.nbval_kernel_startup_timeout)
+            finally:
+                for name, value in saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
+            self.setup_sanitize_files()
+
+        def teardown(self):
+            super().teardown()
+            for path in (getattr(self, "folder", None), getattr(self, "cache", None)):
+                if path is not None:
+                    shutil.rmtree(path, ignore_errors=True)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collect_file(file_path, parent):
+        collected = yield
+        return [NotebookTwiceFromACopy.from_parent(parent, path=file_path) if type(c) is IPyNbFile else c
+                for c in collected]

@@ -756,6 +756,27 @@ def test_trained_vae_trains_once_then_loads(cache, monkeypatch, binary):
     assert torch.equal(first.elbo(x, seed=0).elbo, second.elbo(x, seed=0).elbo)
 
 
+def test_trained_vae_asked_twice_at_once_trains_once(cache):
+    """Two kernels (here two threads) that need the same model at the same time: one trains under
+    the cache's file lock, the other waits and loads the checkpoint; both get the same model."""
+    import threading
+
+    folder, calls = cache
+    models, started = [], threading.Barrier(2)
+
+    def ask():
+        started.wait()
+        models.append(trained_vae("tiny", progress=False))
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(models) == 2 and len(calls) == 1
+    assert torch.equal(models[0].decode(torch.zeros(1, 2)), models[1].decode(torch.zeros(1, 2)))
+
+
 def test_trained_vae_without_cache_writes_nothing(cache):
     folder, calls = cache
     trained_vae("tiny", cache=False, progress=False)

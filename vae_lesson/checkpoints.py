@@ -9,10 +9,16 @@ interrupted save never leaves half a checkpoint behind.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; two kernels may then train the same model twice
+    fcntl = None
 
 import torch
 from torch import nn
@@ -28,6 +34,24 @@ def cache_dir() -> Path:
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@contextlib.contextmanager
+def exclusive(path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``.lock while the block runs: two kernels (a class on one
+    JupyterHub, two test workers) that both need the same cached model wait for each other, so
+    the model is trained once and the second loads what the first saved."""
+    if fcntl is None:
+        yield
+        return
+    lock = Path(f"{path}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def save_checkpoint(path, model: nn.Module, config: dict) -> Path:

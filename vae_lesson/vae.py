@@ -454,31 +454,41 @@ def trained_vae(name: str = "course", cache: bool = True, progress: bool = True,
     recipe is there; otherwise trained (about 10-15 s) on the fixed split, with the training and
     test ELBO recorded, and saved with that history. So notebook 06 trains the course model once
     and notebook 07 (and the app) load it. A checkpoint from another recipe or architecture is
-    retrained over, never loaded silently. Returns the model, or (model, TrainingHistory) with
-    ``with_history``.
+    retrained over, never loaded silently. Two kernels asking for the same model at once (a
+    class on one hub, parallel test workers) take turns under a file lock: one trains, the other
+    loads. Returns the model, or (model, TrainingHistory) with ``with_history``.
     """
-    from .checkpoints import cache_dir, load_checkpoint, save_checkpoint
-    from .data import load_digits
+    from .checkpoints import cache_dir, exclusive, load_checkpoint, save_checkpoint
 
     if name not in RECIPES:
         raise ValueError(f"name must be one of {sorted(RECIPES)}, got {name!r}")
     recipe = RECIPES[name]
+    if not cache:
+        return _train_by_recipe(recipe, progress, with_history)
     path = cache_dir() / f"vae-{name}.pt"
     wanted = {**recipe.model_config(), "recipe": asdict(recipe)}
-    if cache and path.exists():
-        try:
-            model, config = load_checkpoint(path, lambda c: VAE.from_config(
-                {k: v for k, v in c.items() if k not in ("recipe", "history")}))
-            if {k: v for k, v in config.items() if k != "history"} == wanted and "history" in config:
-                history = TrainingHistory(**config["history"])
-                return (model.eval(), history) if with_history else model.eval()
-        except (ValueError, TypeError):
-            pass  # corrupt or from another version: train again below
+    with exclusive(path):  # another kernel training this model right now: wait for it, then load
+        if path.exists():
+            try:
+                model, config = load_checkpoint(path, lambda c: VAE.from_config(
+                    {k: v for k, v in c.items() if k not in ("recipe", "history")}))
+                if {k: v for k, v in config.items() if k != "history"} == wanted and "history" in config:
+                    history = TrainingHistory(**config["history"])
+                    return (model.eval(), history) if with_history else model.eval()
+            except (ValueError, TypeError):
+                pass  # corrupt or from another version: train again below
+        model, history = _train_by_recipe(recipe, progress, True)
+        save_checkpoint(path, model, {**wanted, "history": asdict(history)})
+    return (model, history) if with_history else model
+
+
+def _train_by_recipe(recipe: Recipe, progress: bool, with_history: bool):
+    """``train_vae`` on the fixed split: grey training digits, binarized train and test sets for the curves."""
+    from .data import load_digits
+
     grey, binary = load_digits(), load_digits(binarized=True)
     model, history = train_vae(recipe, grey.x_train, x_test=binary.x_test, x_train_binary=binary.x_train,
                                progress=progress)
-    if cache:
-        save_checkpoint(path, model, {**wanted, "history": asdict(history)})
     return (model, history) if with_history else model
 
 
