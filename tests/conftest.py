@@ -124,3 +124,14 @@ def current_env_kernel_manager():
                                           **ipykernel.kernelspec.get_kernel_dict())
 
     return KernelManager(kernel_name="python3", kernel_spec_manager=ThisPython())
+
+
+def assert_student_run_went_through(nb, printed: str) -> None:
+    """What "Run All" of an untouched student version must print: every exercise's check says "not
+    done yet" (nothing passes by itself), and every unfinished function is replaced by the reference
+    for the cells below. ``printed``: the text of the notebook's printed outputs, in order."""
+    exercises = sum("exercise" in c.metadata.get("tags", []) for c in nb.cells)
+    assert printed.count("not done yet") == exercises, printed[-2000:]
+    assert "✅" not in printed  # nothing passes by itself
+    functions = sum("raise NotImplementedError" in c.source for c in nb.cells if "exercise" in c.metadata.get("tags", []))
+    assert printed.count("the cells below use the reference") == functions

@@ -3,8 +3,10 @@ until one answers, stopping one with its whole process group, and private Jupyte
 that a test never reads or writes the user's own configuration."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -64,3 +66,16 @@ def jupyter_env(work: Path) -> dict:
     news.mkdir(parents=True, exist_ok=True)
     (news / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     return env
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def browser_unavailable() -> str | None:
+    """Why the browser tests cannot run here (no Debian chromium, no playwright), or None."""
+    if not Path(CHROMIUM).exists():
+        return ("no chromium at /usr/bin/chromium: browser tests skipped (on Debian: apt-get install chromium; "
+                ".ci/run does this when it runs as root)")
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install -r requirements.txt)"
+    return None

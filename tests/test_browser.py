@@ -1,10 +1,12 @@
 """The notebooks and the standalone app in a real browser: JupyterLab (and Voila) driven in
 headless Chromium by Playwright.
 
-For every notebook with a widget: open it in JupyterLab, Run All, check that no cell shows an
-error and that widgets render, then change the widget the way a person would (keyboard on a
-slider, a click on a toggle, typing into a box) and check that the picture and the numbers
-change. Element screenshots before and after go to ``test-artifacts/browser/``.
+For every notebook, in the student version a class opens (vae_lesson.student): open it in
+JupyterLab, Run All, check that no cell shows an error, that every exercise says "not done yet"
+and hands the cells below the reference (as tests/test_student.py checks without a browser: one
+run serves both), and that widgets render; then change the widget the way a person would
+(keyboard on a slider, a click on a toggle, typing into a box) and check that the picture and the
+numbers change. Element screenshots before and after go to ``test-artifacts/browser/``.
 
 Needs Debian's chromium at /usr/bin/chromium (``.ci/run`` installs it with apt-get when it can)
 and the playwright package (requirements.txt); never downloads a browser. Without chromium the
@@ -25,20 +27,22 @@ import time
 import urllib.request
 from pathlib import Path
 
+import nbformat
 import pytest
-from servers import free_port, jupyter_env, stop, wait_for
+from conftest import assert_student_run_went_through
+from servers import CHROMIUM, browser_unavailable, free_port, jupyter_env, stop, wait_for
+
+from vae_lesson import student
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 BIN = Path(sys.executable).parent
 CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                "--disable-component-update", "--disable-sync", "--disable-quic"]
 
-if not Path(CHROMIUM).exists():
-    pytest.skip("no chromium at /usr/bin/chromium: browser tests skipped (on Debian: apt-get install chromium; "
-                ".ci/run does this when it runs as root)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -r requirements.txt)")
+if browser_unavailable():
+    pytest.skip(browser_unavailable(), allow_module_level=True)
+from playwright import sync_api  # noqa: E402
 
 BAD_TEXT = ("Traceback", "Error displaying widget", "model not found", "❌", "Exception")
 
@@ -59,9 +63,10 @@ def workdir():
 
 @pytest.fixture(scope="module")
 def lab(workdir):
-    """JupyterLab on 127.0.0.1, a free port and a generated token, serving a copy of notebooks/."""
+    """JupyterLab on 127.0.0.1, a free port and a generated token, serving the student versions of the
+    notebooks (what a class opens), written by vae_lesson.student from notebooks/."""
     notebooks = workdir / "notebooks"
-    shutil.copytree(ROOT / "notebooks", notebooks, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    assert student.main([str(ROOT / "notebooks"), str(notebooks)]) == 0
     port, token = free_port(), secrets.token_hex(16)
     log = workdir / "jupyterlab.log"
     cmd = [BIN / "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
@@ -71,7 +76,7 @@ def lab(workdir):
                                 cwd=notebooks, start_new_session=True)
     try:
         wait_for(f"http://127.0.0.1:{port}/api/status", token, proc, log)
-        yield {"url": f"http://127.0.0.1:{port}", "token": token}
+        yield {"url": f"http://127.0.0.1:{port}", "token": token, "root": notebooks}
     finally:
         stop(proc)
 
@@ -211,6 +216,9 @@ def test_notebook_runs_and_its_widget_responds_in_jupyterlab(name, lab, page):
     seconds = _run_all(page, timeout_s=240)
     problems = _problems(page)
     assert not problems, f"{name}: outputs show errors after Run All: {problems}"
+    printed = "".join(page.evaluate("""() => [...document.querySelectorAll(
+        '.jp-Notebook .jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stdout"]')].map(o => o.textContent)"""))
+    assert_student_run_went_through(nbformat.read(lab["root"] / name, as_version=4), printed)
     area = _output_area(page, needle)
     image = area.locator("img.widget-image").first
     image.wait_for(state="visible", timeout=30_000)
