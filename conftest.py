@@ -49,8 +49,9 @@ OTHER_CPU = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"}
 OTHER_CPU_NOTEBOOKS = ("01", "02", "03", "04", "05")
 
 # The longest work first, so that no worker is left with a long item at the end (the scheduler
-# below hands out the units in collection order): the browser tests, then notebooks 06 and 07.
-FIRST = ("tests/test_browser.py", "notebooks/06", "notebooks/07", "tests/test_student.py", "tests/test_app.py",
+# below hands out the units in collection order): notebooks 06 and 07 (which train the course's
+# models and share them, see share_trained_models) and the browser tests, then the other notebooks.
+FIRST = ("notebooks/06", "tests/test_browser.py", "notebooks/07", "tests/test_app.py", "tests/test_student.py",
          "notebooks/")
 
 
@@ -65,14 +66,14 @@ def pytest_collection_modifyitems(config, items):
 
 def unit_of_work(nodeid: str) -> str:
     """Which tests must run together, in order, in one pytest-xdist worker: all the items of one
-    notebook (one kernel), and the browser tests that share one JupyterLab server (two halves,
-    so that they can run on two workers). Every other test is a unit of its own."""
+    notebook (one kernel), and the browser tests, which share one JupyterLab server and one
+    browser (two at once would cost more than they save on two cores). Every other test is a
+    unit of its own."""
     path = nodeid.split("::", 1)[0]
     if path.endswith(".ipynb"):
         return path
     if path == "tests/test_browser.py":
-        notebook = nodeid.rsplit("[", 1)[-1]
-        return f"{path}, part {'2' if notebook[:2].isdigit() and notebook >= '05' else '1'}"
+        return path
     return nodeid
 
 
@@ -147,12 +148,42 @@ if IPyNbFile is not None:
 
         def teardown(self):
             super().teardown()
+            if getattr(self, "cache", None) is not None:
+                share_trained_models(self.cache)
             for path in (getattr(self, "folder", None), getattr(self, "cache", None)):
                 if path is not None:
                     shutil.rmtree(path, ignore_errors=True)
+
+    def share_trained_models(private: Path) -> None:
+        """Copy the course's models that a notebook trained in its private cache into the run's
+        shared cache, unless they are there already: the browser and app tests then load them
+        instead of training the same recipe again (the same recipe gives the same model)."""
+        from vae_lesson.checkpoints import exclusive
+        from vae_lesson.vae import RECIPES
+
+        shared = Path(os.environ["VAE_LESSON_CACHE"])
+        for name in RECIPES:
+            trained, target = private / f"vae-{name}.pt", shared / f"vae-{name}.pt"
+            if trained.is_file():
+                with exclusive(target):  # the lock trained_vae takes
+                    if not target.exists():
+                        shutil.copy(trained, shared / f".{target.name}.copying")
+                        os.replace(shared / f".{target.name}.copying", target)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_collect_file(file_path, parent):
         collected = yield
         return [NotebookTwiceFromACopy.from_parent(parent, path=file_path) if type(c) is IPyNbFile else c
                 for c in collected]
+
+
+# TEMP timeline
+import time as _t
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    s = _t.time()
+    r = yield
+    if os.environ.get("TIMELINE"):
+        with open(os.environ["TIMELINE"], "a") as f:
+            f.write(f"{os.environ.get('PYTEST_XDIST_WORKER')}\t{s:.2f}\t{_t.time():.2f}\t{item.nodeid}\n")
+    return r

@@ -70,7 +70,8 @@ def lab(workdir):
     port, token = free_port(), secrets.token_hex(16)
     log = workdir / "jupyterlab.log"
     cmd = [BIN / "jupyter", "lab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}", "--allow-root"]
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={notebooks}", "--allow-root",
+           "--LabApp.expose_app_in_browser=True"]  # window.jupyterapp: open notebooks without reloading the page
     with open(log, "w") as out:
         proc = subprocess.Popen([str(c) for c in cmd], env=jupyter_env(workdir), stdout=out, stderr=subprocess.STDOUT,
                                 cwd=notebooks, start_new_session=True)
@@ -105,6 +106,39 @@ def page(context):
     page.set_default_timeout(30_000)
     yield page
     page.close()
+
+
+@pytest.fixture(scope="module")
+def lab_page(lab, context):
+    """One JupyterLab page for all the notebooks: loading JupyterLab costs Chromium about 8 s of CPU,
+    so each notebook is opened in the running app (as from its file browser), not by a new page."""
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    page.goto(f"{lab['url']}/lab?reset&token={lab['token']}")
+    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
+    page.evaluate("async () => { await window.jupyterapp.restored; }")
+    yield page
+    page.close()
+
+
+def _open_notebook(page, name: str) -> None:
+    """Open ``name`` in the running JupyterLab, as the only notebook, and wait for its kernel to be idle."""
+    page.evaluate("""async (path) => {
+        const app = window.jupyterapp;
+        await app.commands.execute('docmanager:open', {path, factory: 'Notebook'});
+        const panel = app.shell.currentWidget;
+        await panel.context.ready;
+        await panel.sessionContext.ready; }""", name)
+    page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
+    page.wait_for_function("() => (document.querySelector('#jp-main-statusbar') || {}).textContent?.includes('Idle')",
+                           timeout=60_000)
+
+
+def _close_notebook(page) -> None:
+    """Shut down the current notebook's kernel and close it, so the next notebook is alone on the page."""
+    page.evaluate("""async () => {
+        const panel = window.jupyterapp.shell.currentWidget;
+        if (panel && panel.sessionContext) { await panel.sessionContext.shutdown(); panel.dispose(); } }""")
 
 
 def _shot(locator, name: str) -> Path:
@@ -204,15 +238,18 @@ def _problems(page) -> list[str]:
     return [t[:300] for t in texts if any(bad in t for bad in BAD_TEXT) or t.startswith("application/vnd.jupyter.error")]
 
 
-# pytest-xdist runs these tests in two parts (conftest.unit_of_work: notebooks 01-04 with the app,
-# and 05-07), each with its own JupyterLab and browser when the parts land on two workers.
 @pytest.mark.parametrize("name", sorted(WIDGETS))
-def test_notebook_runs_and_its_widget_responds_in_jupyterlab(name, lab, page):
+def test_notebook_runs_and_its_widget_responds_in_jupyterlab(name, lab, lab_page):
     needle, act, control, expect = WIDGETS[name]
-    page.goto(f"{lab['url']}/lab/workspaces/t{name[:2]}/tree/{name}?reset&token={lab['token']}")
-    page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
-    page.wait_for_function("() => (document.querySelector('#jp-main-statusbar') || {}).textContent?.includes('Idle')",
-                           timeout=60_000)
+    page = lab_page
+    _open_notebook(page, name)
+    try:
+        _run_and_use_the_widget(page, lab, name, needle, act, control, expect)
+    finally:
+        _close_notebook(page)
+
+
+def _run_and_use_the_widget(page, lab, name, needle, act, control, expect):
     seconds = _run_all(page, timeout_s=240)
     problems = _problems(page)
     assert not problems, f"{name}: outputs show errors after Run All: {problems}"

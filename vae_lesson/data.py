@@ -4,12 +4,11 @@ Nothing here downloads anything.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn import datasets
-from sklearn.model_selection import train_test_split
 
 from .validation import check_positive_int
 
@@ -47,24 +46,31 @@ def binarize(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     return (x >= threshold).to(torch.float32)
 
 
+@functools.lru_cache(maxsize=1)
+def _digits_split() -> tuple[np.ndarray, ...]:
+    """scikit-learn's digits in [0, 1] and their fixed split, read once per process. scikit-learn
+    is imported here, not with the module: it takes a second, and notebooks 01-03 never need it."""
+    from sklearn import datasets
+    from sklearn.model_selection import train_test_split
+
+    bunch = datasets.load_digits()
+    x = bunch.data.astype(np.float32) / 16.0
+    y = bunch.target.astype(np.int64)
+    return tuple(train_test_split(x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y))
+
+
 def load_digits(binarized: bool = False) -> Digits:
     """scikit-learn's 1,797 handwritten digits (8x8, bundled, offline), scaled to [0, 1].
 
     The split is fixed (stratified by label, seed 0, 20% test), so every notebook and test
     sees the same 1,437 training and 360 test images. ``binarized=True`` thresholds at 0.5,
-    for models with a Bernoulli likelihood.
+    for models with a Bernoulli likelihood. Every call returns fresh tensors (changing them
+    in place changes nothing for the next call).
     """
-    bunch = datasets.load_digits()
-    x = bunch.data.astype(np.float32) / 16.0
-    y = bunch.target.astype(np.int64)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=TEST_FRACTION, random_state=SPLIT_SEED, stratify=y
-    )
-    to = torch.from_numpy
-    x_tr, x_te = to(x_tr), to(x_te)
+    x_tr, x_te, y_tr, y_te = (torch.from_numpy(a.copy()) for a in _digits_split())
     if binarized:
         x_tr, x_te = binarize(x_tr), binarize(x_te)
-    return Digits(x_tr, to(y_tr), x_te, to(y_te), binarized)
+    return Digits(x_tr, y_tr, x_te, y_te, binarized)
 
 
 TOY_DATASETS = ("mixture", "moons", "rings", "spiral")
@@ -81,6 +87,8 @@ def make_toy_2d(name: str = "moons", n: int = 500, noise: float = 0.08, seed: in
     check_positive_int(n, "n")
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
+    if name in ("mixture", "moons", "rings"):
+        from sklearn import datasets  # here, not with the module (see _digits_split)
     if name == "mixture":
         x, y = datasets.make_blobs(
             n_samples=n, centers=[[-1.5, -1.0], [1.5, -0.5], [0.0, 1.5]],
