@@ -18,8 +18,11 @@ itself. Notebooks 01-05, whose checked outputs print floating-point results, run
 floating-point path (MKL's compatible code path, ATen without SIMD kernels), as another CPU
 would: a checked output that prints round-off fails here, not on a student's laptop.
 
-Parallel runs (pytest-xdist, `-n auto` in pyproject.toml): the items of one notebook go to one
-worker, in order, and so do the browser tests that share a server (``unit_of_work``).
+Parallel runs (pytest-xdist, `-n auto --dist loadfile` in pyproject.toml): the items of one file
+go to one worker, in order: a notebook's cells share one kernel; the browser tests share one
+JupyterLab server and one browser (two at once would cost more than they save on two cores); a
+test module's module-scoped fixtures (a briefly trained VAE, a loaded data set) are built once,
+not once per worker. The files are handed out in the order FIRST gives them.
 """
 from __future__ import annotations
 
@@ -48,11 +51,14 @@ _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
 OTHER_CPU = {"MKL_CBWR": "COMPATIBLE", "ATEN_CPU_CAPABILITY": "default"}
 OTHER_CPU_NOTEBOOKS = ("01", "02", "03", "04", "05")
 
-# The longest work first, so that no worker is left with a long item at the end (the scheduler
-# below hands out the units in collection order): notebooks 06 and 07 (which train the course's
-# models and share them, see share_trained_models) and the browser tests, then the other notebooks.
-FIRST = ("notebooks/06", "tests/test_browser.py", "notebooks/07", "tests/test_app.py", "tests/test_student.py",
-         "notebooks/")
+# The longest work first, so that no worker is left with a long item at the end (pytest-xdist
+# hands out the files in collection order): notebook 07 (which trains both of the course's
+# models and shares each as soon as it is trained, see share_trained_models, so that the browser
+# tests load them), the browser tests, notebook 06, the other notebooks, then the unit-test
+# modules that take longest (8-20 s each); the many short modules come last and even out the end.
+FIRST = ("notebooks/07", "tests/test_browser.py", "notebooks/06", "tests/test_app.py", "tests/test_student.py",
+         "notebooks/", "tests/test_vae.py", "tests/test_widgets_nb06_nb07.py", "tests/test_missing_half.py",
+         "tests/test_gradients.py", "tests/test_latent1d.py")
 
 
 def _rank(item) -> int:
@@ -62,32 +68,6 @@ def _rank(item) -> int:
 
 def pytest_collection_modifyitems(config, items):
     items.sort(key=_rank)  # stable: the order inside a unit (a notebook's cells) is kept
-
-
-def unit_of_work(nodeid: str) -> str:
-    """Which tests must run together, in order, in one pytest-xdist worker: all the items of one
-    notebook (one kernel), and the browser tests, which share one JupyterLab server and one
-    browser (two at once would cost more than they save on two cores). Every other test is a
-    unit of its own."""
-    path = nodeid.split("::", 1)[0]
-    if path.endswith(".ipynb"):
-        return path
-    if path == "tests/test_browser.py":
-        return path
-    return nodeid
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_xdist_make_scheduler(config, log):
-    """pytest-xdist's "loadscope" scheduling with the units above. (Its "loadgroup" with
-    xdist_group marks groups nothing with pytest 9.2: pytest-xdist issue #1386.)"""
-    from xdist.scheduler import LoadScopeScheduling
-
-    class CourseScheduling(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return unit_of_work(nodeid)
-
-    return CourseScheduling(config, log)
 
 
 try:
@@ -113,7 +93,7 @@ if IPyNbFile is not None:
     class NotebookTwiceFromACopy(IPyNbFile):
         """nbval's notebook, with every cell run twice in one kernel (two passes, both checked), the
         kernel started in a temporary folder with an empty model cache, and a last check that the
-        folder stayed clean. ``unit_of_work`` keeps its items on one xdist worker, in order."""
+        folder stayed clean. ``--dist loadfile`` keeps its items on one xdist worker, in order."""
 
         def collect(self):
             cells = list(super().collect())
@@ -148,8 +128,6 @@ if IPyNbFile is not None:
 
         def teardown(self):
             super().teardown()
-            if getattr(self, "cache", None) is not None:
-                share_trained_models(self.cache)
             for path in (getattr(self, "folder", None), getattr(self, "cache", None)):
                 if path is not None:
                     shutil.rmtree(path, ignore_errors=True)
@@ -157,7 +135,8 @@ if IPyNbFile is not None:
     def share_trained_models(private: Path) -> None:
         """Copy the course's models that a notebook trained in its private cache into the run's
         shared cache, unless they are there already: the browser and app tests then load them
-        instead of training the same recipe again (the same recipe gives the same model)."""
+        instead of training the same recipe again (the same recipe gives the same model). A model
+        is complete once it is in the private cache: trained_vae writes it by an atomic rename."""
         from vae_lesson.checkpoints import exclusive
         from vae_lesson.vae import RECIPES
 
@@ -170,20 +149,13 @@ if IPyNbFile is not None:
                         shutil.copy(trained, shared / f".{target.name}.copying")
                         os.replace(shared / f".{target.name}.copying", target)
 
+    def pytest_runtest_teardown(item, nextitem):
+        """After each cell of a notebook: share what it trained (see share_trained_models)."""
+        if isinstance(item.parent, NotebookTwiceFromACopy) and getattr(item.parent, "cache", None) is not None:
+            share_trained_models(item.parent.cache)
+
     @pytest.hookimpl(wrapper=True)
     def pytest_collect_file(file_path, parent):
         collected = yield
         return [NotebookTwiceFromACopy.from_parent(parent, path=file_path) if type(c) is IPyNbFile else c
                 for c in collected]
-
-
-# TEMP timeline
-import time as _t
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item, nextitem):
-    s = _t.time()
-    r = yield
-    if os.environ.get("TIMELINE"):
-        with open(os.environ["TIMELINE"], "a") as f:
-            f.write(f"{os.environ.get('PYTEST_XDIST_WORKER')}\t{s:.2f}\t{_t.time():.2f}\t{item.nodeid}\n")
-    return r

@@ -92,6 +92,10 @@ def app(args: list[str]) -> int:
 def test(args: list[str]) -> int:
     ensure_env()
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0")
+    # the tests' start-up file (tests/offline/sitecustomize.py: the offline guard) from the first
+    # import on; conftest.py adds it too, for a plain `pytest`, but only after pytest's plugins loaded
+    offline = str(ROOT / "tests" / "offline")
+    env["PYTHONPATH"] = os.pathsep.join([offline, *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.call([str(PYTHON), "-m", "pytest", *args], cwd=ROOT, env=env)
 
 

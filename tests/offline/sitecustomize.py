@@ -49,3 +49,12 @@ socket.socket.connect = _guarded_connect
 socket.socket.connect_ex = _guarded_connect_ex
 socket.getaddrinfo = _guarded_getaddrinfo
 OFFLINE_GUARD = True
+
+# Start-up time, not offline: jsonschema imports rfc3987_syntax, when it is installed (JupyterLab's
+# dependencies bring it), only to check strings of the "iri" format, and that import builds its
+# grammars: about 3 s in every process that imports nbformat (pytest and its workers, each Jupyter
+# server the tests start). Nothing in the tests validates IRIs, so their processes skip it:
+# jsonschema then leaves "iri" formats unchecked, as it does where the package is not installed.
+import sys  # noqa: E402
+
+sys.modules.setdefault("rfc3987_syntax", None)
