@@ -25,9 +25,14 @@ def _log_mean_exp_chunked(log_weights: Callable[[int], torch.Tensor], n_samples:
     """log (1/K) sum_k w_k, drawing the K log-weights ``chunk_size`` at a time (bounded memory)."""
     check_positive_int(n_samples, "n_samples")
     check_positive_int(chunk_size, "chunk_size")
-    chunks = [torch.logsumexp(log_weights(min(chunk_size, n_samples - start)), dim=0)
-              for start in range(0, n_samples, chunk_size)]
-    return torch.logsumexp(torch.stack(chunks), dim=0) - math.log(n_samples)
+    starts = range(0, n_samples, chunk_size)
+    per_chunk = None  # log sum_k w_k of each chunk, in one buffer: kept in a list, thousands of small
+    for i, start in enumerate(starts):  # tensors would pin the freed activations' memory in place
+        lse = torch.logsumexp(log_weights(min(chunk_size, n_samples - start)), dim=0)
+        if per_chunk is None:
+            per_chunk = lse.new_empty((len(starts), *lse.shape))
+        per_chunk[i] = lse
+    return torch.logsumexp(per_chunk, dim=0) - math.log(n_samples)
 
 
 def log_marginal_naive(
