@@ -254,8 +254,8 @@ def test_optimize_phi_approaches_log_p_bottom(fitted, digits, observed):
 
 
 class GradientRecorder:
-    """Stands in for torch.optim.Adam inside optimize_phi: puts lambda at LAM on construction,
-    never moves it, and records the ascent direction d surrogate / d lambda at every step."""
+    """Stands in for torch.optim.Adam inside optimize_phi: puts the logit eta at LAM on construction,
+    never moves it, and records the ascent direction d surrogate / d eta at every step."""
 
     LAM = None
     grads = []
@@ -276,7 +276,7 @@ class GradientRecorder:
 @pytest.mark.parametrize("lam", [[0.0, 0.0, 0.0], [1.5, -2.0, 0.4]])
 def test_score_function_gradient_is_unbiased(monkeypatch, lam):
     """optimize_phi's own single-batch gradient (f, leave-one-out baseline, mean((f - b) log q)),
-    averaged over many batches at a fixed lambda, matches d ELBO / d lambda computed exactly by
+    averaged over many batches at a fixed eta, matches d ELBO / d eta computed exactly by
     enumerating the 8 completions of the 3 hidden pixels, within 4 standard errors."""
     lam = torch.tensor(lam, dtype=torch.float32)
     monkeypatch.setattr(GradientRecorder, "LAM", lam)

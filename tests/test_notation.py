@@ -1,6 +1,6 @@
 from vae_lesson.notation import WHO_IS_WHO, Role, who_is_who_markdown
 
-CODE_NAMES = ["prior", "decoder", "joint", "log_marginal", "posterior", "q", "encoder", "elbo"]
+CODE_NAMES = ["prior", "decoder", "joint_log_prob", "log_marginal", "posterior", "q", "encoder", "elbo"]
 
 
 def _table_rows(md):
@@ -41,3 +41,57 @@ def test_decoder_and_posterior_are_not_confused():
     assert rows["decoder"].symbol.replace(" ", "") == r"p(x\midz;\theta)"
     assert rows["posterior"].symbol.replace(" ", "") == r"p(z\midx;\theta)"
     assert "nats" in md
+
+
+def _course_objects():
+    """The course's models as a student meets them: the VAE (its encoder and decoder are set in
+    __init__, so an instance), the small exact models of notebooks 01-04, a refinement's q."""
+    import inspect
+
+    from vae_lesson import bernoulli_mixture, models, vae
+
+    objects = [vae.VAE(latent_dim=2, hidden=8), vae.Refinement]
+    for module in (models, bernoulli_mixture):
+        objects += [c for _, c in inspect.getmembers(module, inspect.isclass) if c.__module__ == module.__name__]
+    return objects
+
+
+def test_every_code_name_is_what_the_code_calls_it():
+    """The table's "name in code" is an attribute of the course's models, spelled as the code spells
+    it (a row saying `joint` for the method `joint_log_prob` sends students looking for nothing)."""
+    objects = _course_objects()
+    for role in WHO_IS_WHO:
+        owners = [o for o in objects if hasattr(o, role.code_name)]
+        assert owners, f"no model in vae_lesson has an attribute {role.code_name!r} (who's-who row {role.symbol})"
+
+
+def test_the_check_of_code_names_fails_on_a_name_the_code_does_not_use():
+    assert not any(hasattr(o, "joint") for o in _course_objects())
+
+
+def test_the_readme_table_is_the_package_table():
+    """README.md repeats the who's-who: same symbols and code names, in the same order."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Who's who", 1)[1].split("\n\n| symbol", 1)[1].split("\n\n", 1)[0]
+    rows = [line for line in ("| symbol" + section).splitlines() if line.startswith("| $")]
+    cells = [[c.strip() for c in row.strip("|").split("|")] for row in rows]
+    assert [c[0] for c in cells] == [f"${r.symbol}$" for r in WHO_IS_WHO]
+    assert [c[2] for c in cells] == [f"`{r.code_name}`" for r in WHO_IS_WHO]
+
+
+def test_theta_is_only_the_model_parameters_in_the_notebooks():
+    """theta names the generative model's parameters (the decoder) everywhere; a variational
+    distribution's parameters are phi, also for a categorical q in notebook 05 (its logits)."""
+    import re
+    from pathlib import Path
+
+    import nbformat
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        for cell in nb.cells:
+            found = re.findall(r"softmax\(\\?theta|k\(\\?theta|q\(z = k\) = \\mathrm\{softmax\}\(\\theta|change of theta",
+                               cell.source)
+            assert not found, f"{path.name}: theta used for a variational distribution's parameters: {found}"

@@ -1,6 +1,6 @@
-"""The pictures of notebooks 06 and 07 (plots.digits_to_array, digit_png, training_curves, latent_map,
-decoded_plane, gap_histograms): what they draw is read back from the PNG or the Axes and compared with
-the data given to them."""
+"""The pictures of notebooks 06 and 07 (plots.digits_to_array, digit_png, training_curves, latent_map and
+its label_positions, decoded_plane, gap_histograms): what they draw is read back from the PNG or the Axes
+and compared with the data given to them."""
 import io
 
 import matplotlib.colors as mcolors
@@ -195,13 +195,116 @@ def test_latent_map_one_scatter_per_label(tmp_path):
     for sc, k in zip(scatters, (1, 3, 7)):  # in sorted label order
         np.testing.assert_allclose(sc.get_offsets(), means[labels == k].numpy(), rtol=1e-6)
         np.testing.assert_allclose(sc.get_facecolor()[0, :3], mcolors.to_rgb(f"C{k}"))
-    texts = {t.get_text(): t.get_position() for t in ax.texts}
-    assert set(texts) == {"1", "3", "7"}
-    for k in (1, 3, 7):
-        np.testing.assert_allclose(texts[str(k)], np.median(means[labels == k].numpy(), 0), rtol=1e-6)
+    drawn = [(int(t.get_text()), t.get_position()) for t in ax.texts]
+    wanted = plots.label_positions(means, labels)
+    assert [k for k, _ in drawn] == [k for k, _ in wanted] and {k for k, _ in drawn} == {1, 3, 7}
+    for (k, pos), (_, want) in zip(drawn, wanted):
+        np.testing.assert_allclose(pos, want, rtol=1e-6)
+        assert np.isclose(means[labels == k].numpy(), pos, rtol=1e-6).all(1).any()  # on one of its own points
     assert ax.get_xlim() == (-2.5, 2.5) and ax.get_ylim() == (-2.5, 2.5)
     assert ax.get_title() == "where the digits go"
     saved_png(fig, tmp_path, "latent_map")
+
+
+def blobs(centres, n, sd, seed=0):
+    """n points around each centre (x, y), Gaussian with standard deviation sd per axis: (n * len(centres), 2)."""
+    g = np.random.default_rng(seed)
+    return np.concatenate([np.asarray(c) + sd * g.standard_normal((n, 2)) for c in centres])
+
+
+def split_class_data():
+    """Class 1 in two tight groups far apart, at (-2, 0) and (2, 0); class 8 between them at (0, 0), where
+    the 1s' mean (and per-axis median) falls; class 3 apart at (0, 2)."""
+    ones = blobs([(-2, 0), (2, 0)], 40, 0.2)
+    eights, threes = blobs([(0, 0)], 60, 0.3, seed=1), blobs([(0, 2)], 50, 0.3, seed=2)
+    means = np.concatenate([ones, eights, threes])
+    labels = np.array([1] * len(ones) + [8] * len(eights) + [3] * len(threes))
+    return means, labels
+
+
+def on_its_own_points(means, labels, k, pos, n_nearest=5):
+    """True when the n_nearest points of the map closest to pos are all of class k."""
+    nearest = np.argsort(np.linalg.norm(means - np.asarray(pos), axis=1))[:n_nearest]
+    return bool((labels[nearest] == k).all())
+
+
+def test_latent_map_labels_sit_on_their_own_clusters():
+    """Every label drawn on the map has only its own class among its 5 nearest points, and the class split in
+    two gets a label on each group; labels at the class mean or per-axis median would put the 1 on the 8s."""
+    means, labels = split_class_data()
+    ax = plots.latent_map(torch.tensor(means), torch.tensor(labels), lim=3.0).axes[0]
+    drawn = [(int(t.get_text()), np.asarray(t.get_position())) for t in ax.texts]
+    assert sorted(k for k, _ in drawn) == [1, 1, 3, 8]
+    for k, pos in drawn:
+        assert on_its_own_points(means, labels, k, pos), (k, pos)
+    xs = sorted(pos[0] for k, pos in drawn if k == 1)
+    assert xs[0] == pytest.approx(-2, abs=0.3) and xs[1] == pytest.approx(2, abs=0.3)
+    # the check can fail: the old placements of the 1 land among the 8s
+    for old in (means[labels == 1].mean(0), np.median(means[labels == 1], 0)):
+        assert np.linalg.norm(old) < 0.3 and not on_its_own_points(means, labels, 1, old)
+
+
+def test_latent_map_labels_on_the_notebook_like_layout():
+    """Many classes, one of them split: every label lies among points of its own class."""
+    centres = {0: [(0, -1.5)], 1: [(-2.2, 0), (0.6, 1.8)], 2: [(1.8, 0.5)], 7: [(-1.2, 1.3)], 8: [(-0.6, 0.6)]}
+    means = np.concatenate([blobs(c, 30, 0.2, seed=k) for k, c in centres.items()])
+    labels = np.concatenate([[k] * 30 * len(c) for k, c in centres.items()])
+    positions = plots.label_positions(means, labels)
+    assert [k for k, _ in positions] == [0, 1, 1, 2, 7, 8]
+    assert all(on_its_own_points(means, labels, k, pos) for k, pos in positions)
+    assert not on_its_own_points(means, labels, 1, means[labels == 1].mean(0))  # the mean is off the 1s
+
+
+@pytest.mark.parametrize("sd", [(1.0, 1.0), (1.0, 0.3)])
+def test_label_positions_keep_one_blob_whole(sd):
+    """A single Gaussian blob, round or elongated, is not split: one label, at one of its points."""
+    points = np.random.default_rng(0).standard_normal((300, 2)) * np.array(sd)
+    (k, pos), = plots.label_positions(points, np.full(300, 4))
+    assert k == 4 and np.isclose(points, pos, rtol=0, atol=1e-12).all(1).any()
+    assert np.linalg.norm(pos) < 0.5
+
+
+def test_label_positions_ignore_a_few_stragglers():
+    """A handful of far-away points (fewer than min_share of the class) get no label of their own, and do not
+    pull the label off the main group."""
+    points = np.concatenate([blobs([(0, 0)], 40, 0.2), [[2.5, 2.5], [2.6, 2.4], [2.4, 2.6]]])
+    (_, pos), = plots.label_positions(points, np.zeros(len(points), dtype=int))
+    assert np.linalg.norm(pos) < 0.2
+    assert len(plots.label_positions(points, np.zeros(len(points), dtype=int), min_share=0.05)) == 2
+
+
+def test_core_point_resists_scattered_points():
+    """The core point stays in the dense group when almost half the points are scattered far off to one side;
+    the mean does not."""
+    dense = blobs([(0, 0)], 20, 0.1)
+    scattered = np.column_stack([np.linspace(3, 6, 15), np.linspace(-1, 1, 15)])
+    points = np.concatenate([dense, scattered])
+    core = plots.core_point(points)
+    assert np.isclose(dense, core, rtol=0, atol=1e-12).all(1).any()
+    assert np.linalg.norm(points.mean(0)) > 1.0
+
+
+def test_two_means_recovers_two_blobs():
+    points = blobs([(-3, 0), (3, 1)], 25, 0.5)
+    groups = plots.two_means(points)
+    truth = np.repeat([0, 1], 25)
+    assert (groups == truth).all() or (groups == 1 - truth).all()
+    assert (plots.two_means(np.ones((4, 2))) == 0).all()  # coinciding points: one group
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: plots.label_positions(np.zeros((5, 2)), np.zeros(4)), r"labels must have shape \(5,\)"),
+    (lambda: plots.label_positions(np.zeros((5, 3)), np.zeros(5)), r"means must have shape \(N, 2\)"),
+    (lambda: plots.label_positions(np.zeros((5, 2)), np.zeros(5), min_share=0.6), "min_share must be in"),
+    (lambda: plots.label_positions(np.zeros((5, 2)), np.zeros(5), gap=0), "gap must be positive"),
+    (lambda: plots.core_point(np.zeros((0, 2))), "N >= 1"),
+    (lambda: plots.two_means(np.zeros((1, 2))), "N >= 2"),
+    (lambda: plots.latent_map(np.zeros((5, 2)), np.zeros(5, dtype=int), lim=0), "lim must be positive"),
+    (lambda: plots.decoded_plane(lambda z: torch.zeros(len(z), 64), lim=-1.0, n=3), "lim must be positive"),
+])
+def test_label_placement_and_ranges_reject_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 @pytest.mark.parametrize("shape", [(10, 3), (10,), (10, 1)])
@@ -237,7 +340,9 @@ def test_decoded_plane_places_each_z_where_it_is(n, lim):
     (im,) = fig.axes[0].images
     arr = np.asarray(im.get_array())
     assert arr.shape == (n * 9 - 1, n * 9 - 1)
-    zs = np.linspace(-lim, lim, n)
+    zs = plots.plane_centres(lim, n)
+    np.testing.assert_allclose(zs, -lim + (np.arange(n) + 0.5) * 2 * lim / n, rtol=1e-12)
+    assert tuple(im.get_extent()) == (-lim, lim, -lim, lim)
     for r in range(n):
         for c in range(n):
             tile = arr[r * 9:r * 9 + 8, c * 9:c * 9 + 8].reshape(64)
@@ -264,15 +369,30 @@ def test_decoded_plane_with_a_vae(tmp_path):
     lim, n = 2.0, 5
     fig = plots.decoded_plane(model.decode, lim=lim, n=n)
     arr = np.asarray(fig.axes[0].images[0].get_array())
-    corners = {(0, 0): (-lim, lim), (0, n - 1): (lim, lim), (n - 1, 0): (-lim, -lim), (n - 1, n - 1): (lim, -lim)}
+    e = lim - lim / n  # the corner cells' centres are at (+-e, +-e)
+    corners = {(0, 0): (-e, e), (0, n - 1): (e, e), (n - 1, 0): (-e, -e), (n - 1, n - 1): (e, -e)}
     with torch.no_grad():
         for (r, c), z in corners.items():
             want = torch.sigmoid(model.decoder.net(torch.tensor([z]))).reshape(8, 8).numpy()
             np.testing.assert_allclose(arr[r * 9:r * 9 + 8, c * 9:c * 9 + 8], want, rtol=1e-5, atol=1e-6)
         # the check can fail: the corners differ from one another
-        tl = torch.sigmoid(model.decoder.net(torch.tensor([[-lim, lim]]))).reshape(8, 8).numpy()
+        tl = torch.sigmoid(model.decoder.net(torch.tensor([[-e, e]]))).reshape(8, 8).numpy()
     assert np.abs(arr[(n - 1) * 9:(n - 1) * 9 + 8, 0:8] - tl).max() > 0.05
     saved_png(fig, tmp_path, "decoded_plane")
+
+
+@pytest.mark.parametrize("lim", [3.0, 1.5])
+def test_latent_map_and_decoded_plane_share_one_frame(lim):
+    """With the same lim, the map and the decoder's plane show the same square [-lim, lim]^2, side by side."""
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2)
+    plots.latent_map(torch.zeros(4, 2), torch.tensor([0, 0, 1, 1]), ax=a, lim=lim)
+    plots.decoded_plane(lambda z: torch.zeros(len(z), 64), lim=lim, n=4, ax=b)
+    assert a.get_xlim() == b.get_xlim() == (-lim, lim) and a.get_ylim() == b.get_ylim() == (-lim, lim)
+    plots.decoded_plane(lambda z: torch.zeros(len(z), 64), lim=lim + 0.5, n=4, ax=b)  # the check can fail
+    assert b.get_xlim() != a.get_xlim()
+    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------------------------

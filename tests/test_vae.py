@@ -14,8 +14,8 @@ import vae_lesson
 from vae_lesson import vae as vae_mod
 from vae_lesson.checkpoints import load_checkpoint, save_checkpoint
 from vae_lesson.data import load_digits
-from vae_lesson.vae import (VAE, Recipe, amortization_gaps, elbo_of_q, jittered_binarize, refine,
-                            train_vae, trained_vae)
+from vae_lesson.vae import (VAE, Recipe, amortization_gaps, elbo_draws_of_q, elbo_of_q, jittered_binarize,
+                            refine, train_vae, trained_vae)
 
 TINY = dict(hidden=16, layers=1)
 
@@ -627,6 +627,27 @@ def test_refine_raises_the_elbo(trained_2d, binary):
     before = before.mean(0)
     torch.testing.assert_close(r.elbo[0], before, atol=0.5, rtol=0)  # 200 vs 2000 draws of the same q
     assert isinstance(r.q, D.Independent) and torch.equal(r.q.mean, r.mean)
+
+
+def test_elbo_draws_of_q_are_the_draws_that_refine_averages(binary):
+    """elbo_draws_of_q gives one ELBO estimate per draw, (S, N), each equal to elbo_of_q with that single
+    draw, in any chunking; with the refinement's own eval_eps their averages are its recorded ELBOs
+    (the encoder's q at step 0, the refined q at the end)."""
+    model = untrained()
+    x = binary.x_test[:6]
+    r = refine(model, x, n_steps=15, eval_samples=50, seed=2)
+    assert r.eval_eps.shape == (50, 6, 2)
+    with torch.no_grad():
+        mu, log_std = model.encoder.params(x)
+        draws = elbo_draws_of_q(model, x, mu, log_std, r.eval_eps, chunk_size=7)
+        one_by_one = torch.stack([elbo_of_q(model, x, mu, log_std, e[None]) for e in r.eval_eps])
+        refined = elbo_draws_of_q(model, x, r.mean, r.log_std, r.eval_eps)
+    assert draws.shape == (50, 6)
+    torch.testing.assert_close(draws, one_by_one, atol=1e-5, rtol=0)
+    assert draws.std(0).min() > 0.01  # a real spread between draws, not one value repeated
+    torch.testing.assert_close(draws.mean(0), r.elbo[0], atol=1e-4, rtol=0)
+    torch.testing.assert_close(refined.mean(0), r.elbo[-1], atol=1e-4, rtol=0)
+    assert not torch.allclose(refined.mean(0), draws.mean(0), atol=1e-3)  # refinement moved the q's
 
 
 def test_refine_steps_always_include_zero_and_n_steps(binary):

@@ -357,3 +357,34 @@ def test_em_m_step_raises_the_bound_from_any_theta(em_run, grey100):
     _, r = V.pca_em_step(grey100, shifted)
     assert r.elbo_after_e == pytest.approx(r.log_lik_before, abs=1e-10)
     assert r.elbo_after_m >= r.elbo_after_e - 1e-9
+
+
+def test_posterior_correlation_is_that_of_the_exact_posterior_and_rotation_changes_only_it():
+    """posterior_correlation equals the correlation of LinearGaussianModel.posterior's covariance; a
+    rotation W -> W R keeps log p(x) (to 1e-9) and changes the correlation, and the rotation that
+    diagonalizes W^T W makes it 0."""
+    from vae_lesson.models import LinearGaussianModel
+    from vae_lesson.variational import posterior_correlation
+
+    g = torch.Generator().manual_seed(0)
+    W = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    b, log_sigma = torch.zeros(6, dtype=torch.float64), torch.tensor(-1.0, dtype=torch.float64)
+    x = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    model = LinearGaussianModel(W, b, log_sigma.exp())
+    cov = model.posterior(x).covariance_matrix[0]
+    assert abs(posterior_correlation(W, log_sigma) - float(cov[0, 1] / (cov[0, 0] * cov[1, 1]).sqrt())) < 1e-12
+    assert abs(posterior_correlation(W, log_sigma)) > 0.05  # a random W: correlated
+    angle = torch.tensor(0.7, dtype=torch.float64)
+    R = torch.stack([torch.stack([angle.cos(), -angle.sin()]), torch.stack([angle.sin(), angle.cos()])])
+    rotated = LinearGaussianModel(W @ R, b, log_sigma.exp())
+    assert torch.allclose(rotated.log_marginal(x), model.log_marginal(x), atol=1e-9)
+    assert abs(posterior_correlation(W @ R, log_sigma) - posterior_correlation(W, log_sigma)) > 1e-3
+    _, eigenvectors = torch.linalg.eigh(W.T @ W)
+    assert abs(posterior_correlation(W @ eigenvectors, log_sigma)) < 1e-12
+
+
+def test_posterior_correlation_needs_a_2d_latent():
+    from vae_lesson.variational import posterior_correlation
+
+    with pytest.raises(ValueError, match="2-D latent"):
+        posterior_correlation(torch.zeros(6, 3), 0.0)

@@ -69,7 +69,7 @@ def elbo_missing(model, x, observed, phi, n_samples: int = 2000, uniforms: torch
 
 
 def optimize_phi(model, x, observed, n_steps: int = 300, n_samples: int = 64, lr: float = 0.1, seed: int = 0):
-    """Gradient ascent on ELBO(phi) for one image, phi = sigmoid(lambda), starting at phi = 0.5.
+    """Gradient ascent on ELBO(phi) for one image, phi = sigmoid(eta) (eta: the logit, free to move in R), starting at phi = 0.5.
 
     z = x_top is discrete, so there is no reparameterization (notebook 05). The gradient is the
     score-function (REINFORCE) estimator with a leave-one-out baseline b_s:
@@ -82,11 +82,11 @@ def optimize_phi(model, x, observed, n_steps: int = 300, n_samples: int = 64, lr
     if n_samples < 2:
         raise ValueError("n_samples must be >= 2 for the leave-one-out baseline")
     g = torch.Generator().manual_seed(seed)
-    lam = torch.zeros(M, requires_grad=True)
-    opt = torch.optim.Adam([lam], lr=lr)
+    eta = torch.zeros(M, requires_grad=True)
+    opt = torch.optim.Adam([eta], lr=lr)
     history = []
     for _ in range(n_steps):
-        phi = torch.sigmoid(lam)
+        phi = torch.sigmoid(eta)
         top = (torch.rand(n_samples, M, generator=g) < phi.detach()).to(torch.float32)
         lq = log_q(top, phi)
         with torch.no_grad():
@@ -96,4 +96,4 @@ def optimize_phi(model, x, observed, n_steps: int = 300, n_samples: int = 64, lr
         (-surrogate).backward()
         opt.step()
         history.append(f.mean().item())
-    return torch.sigmoid(lam).detach(), history
+    return torch.sigmoid(eta).detach(), history

@@ -17,7 +17,7 @@ WHO_IS_WHO: tuple[Role, ...] = (
     Role(r"p(z)", "prior", "prior", r"$\mathcal{N}(0, I)$ over the latents $z$ (a categorical in a finite mixture)", "yes"),
     Role(r"p(x \mid z;\theta)", "decoder, likelihood", "decoder",
          "a simple distribution over $x$ whose parameters a network of $z$ outputs", "yes"),
-    Role(r"p(x, z;\theta)", "joint, the generative model", "joint", r"$p(z)\,p(x \mid z;\theta)$", "yes"),
+    Role(r"p(x, z;\theta)", "joint, the generative model", "joint_log_prob", r"$p(z)\,p(x \mid z;\theta)$", "yes"),
     Role(r"p(x;\theta)", "marginal likelihood, evidence", "log_marginal", r"$\int p(x, z;\theta)\,dz$",
          "exactly only on small models; otherwise estimated"),
     Role(r"p(z \mid x;\theta)", "true posterior", "posterior", "what inference wants (Bayes' rule)",

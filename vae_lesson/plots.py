@@ -292,17 +292,93 @@ def training_curves(history, fig=None) -> Figure:
     return fig
 
 
+def core_point(points) -> np.ndarray:
+    """The centre of a group of points (N, d): the point p_i whose ball holding half the group is smallest,
+    i.e. minimising r_i = the distance from p_i to its ceil(N/2)-th nearest point (p_i itself counted).
+    Unlike the mean, the per-axis median or the medoid (argmin_i sum_j ||p_i - p_j||) it is not pulled
+    towards a few scattered points: it is one of the points, in the densest half of the group."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or len(points) == 0:
+        raise ValueError(f"points must have shape (N, d) with N >= 1, got {points.shape}")
+    half = (len(points) + 1) // 2  # ceil(N / 2)
+    radii = np.concatenate([  # in chunks: 512 x N distances at a time
+        np.sort(np.linalg.norm(points[i:i + 512, None] - points[None], axis=-1), axis=1)[:, half - 1]
+        for i in range(0, len(points), 512)])
+    return points[int(radii.argmin())]
+
+
+def two_means(points, n_iter: int = 100) -> np.ndarray:
+    """Split points (N, d), N >= 2, into two groups by 2-means (Lloyd's algorithm): assign each point to
+    the nearer of two centres c_0, c_1, move each centre to its group's mean, repeat; each step lowers
+    sum_i min_j ||p_i - c_j||^2. Deterministic start: c_0 = the point farthest from the mean, c_1 = the
+    point farthest from c_0. Returns the group (0 or 1) of each point, (N,); when the points all coincide,
+    all are group 0."""
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim != 2 or len(points) < 2:
+        raise ValueError(f"points must have shape (N, d) with N >= 2, got {points.shape}")
+    first = points[np.linalg.norm(points - points.mean(0), axis=1).argmax()]
+    centres = np.stack([first, points[np.linalg.norm(points - first, axis=1).argmax()]])
+    groups = np.zeros(len(points), dtype=np.int64)
+    for _ in range(n_iter):
+        groups = np.linalg.norm(points[:, None] - centres[None], axis=-1).argmin(1)  # ties go to group 0
+        if groups.min() == groups.max():  # all in one group (coinciding points): nothing to split
+            break
+        moved = np.stack([points[groups == j].mean(0) for j in (0, 1)])
+        if np.allclose(moved, centres, rtol=0, atol=1e-12):
+            break
+        centres = moved
+    return groups
+
+
+def label_positions(means, labels, min_share: float = 0.25, gap: float = 1.5) -> list[tuple[int, np.ndarray]]:
+    """Where to write each class's label on a 2-D latent map: one label per cluster of the class, at the
+    cluster's core_point (the centre of its densest half), so that every label sits on its own points
+    (a class mean can fall between the class's clusters, on another class).
+
+    A class's points P are split in two, A and B, by 2-means; the split is kept when both parts are
+    substantial, min(|A|, |B|) >= min_share |P|, and far apart compared with their sizes,
+    ||m_A - m_B|| >= gap (r_A + r_B), with m the mean of a part and r = sqrt(mean ||p - m||^2) its rms
+    radius. (One round Gaussian blob split this way gives ||m_A - m_B|| / (r_A + r_B) of about 0.7.)
+    Returns [(label, position (2,)), ...], in increasing label order, one or two entries per class."""
+    means, labels = np.asarray(torch.as_tensor(means).detach(), dtype=np.float64), np.asarray(torch.as_tensor(labels))
+    if means.ndim != 2 or means.shape[1] != 2:
+        raise ValueError(f"means must have shape (N, 2), got {means.shape}")
+    if labels.shape != (len(means),):
+        raise ValueError(f"labels must have shape ({len(means)},), one per row of means, got {labels.shape}")
+    if not 0 < min_share <= 0.5:
+        raise ValueError(f"min_share must be in (0, 0.5], got {min_share}")
+    if not gap > 0:
+        raise ValueError(f"gap must be positive, got {gap}")
+    out = []
+    for k in np.unique(labels):
+        points = means[labels == k]
+        parts = [points]
+        if len(points) >= 2:
+            groups = two_means(points)
+            a, b = points[groups == 0], points[groups == 1]
+            if min(len(a), len(b)) >= min_share * len(points):
+                rms = [np.sqrt(((p - p.mean(0)) ** 2).sum(1).mean()) for p in (a, b)]
+                if np.linalg.norm(a.mean(0) - b.mean(0)) >= gap * (rms[0] + rms[1]):
+                    parts = [a, b]
+        out.extend((int(k), core_point(p)) for p in parts)
+    return out
+
+
 def latent_map(means, labels, ax=None, title: str | None = None, lim: float = 3.0) -> Figure:
-    """Where the encoder puts each image: the 2-D means mu_phi(x) (N, 2), coloured by digit label (N,)."""
+    """Where the encoder puts each image: the 2-D means mu_phi(x) (N, 2), coloured by digit label (N,),
+    shown on the square [-lim, lim]^2. Each label is written at the core point of each cluster of its class
+    (label_positions): a class split in two far-apart groups gets a label on each."""
     fig, ax = _fig_ax(ax, figsize=(4.8, 4.5))
     means = np.asarray(torch.as_tensor(means).detach())
     labels = np.asarray(torch.as_tensor(labels))
     if means.ndim != 2 or means.shape[1] != 2:
         raise ValueError(f"means must have shape (N, 2), got {means.shape}")
+    if not lim > 0:
+        raise ValueError(f"lim must be positive (the map shows [-lim, lim]^2), got {lim}")
     for k in np.unique(labels):
         m = labels == k
         ax.scatter(means[m, 0], means[m, 1], s=9, color=f"C{k}", alpha=0.8, linewidths=0)
-        cx, cy = np.median(means[m], 0)
+    for k, (cx, cy) in label_positions(means, labels):
         ax.text(cx, cy, str(k), fontsize=13, weight="bold", ha="center", va="center", color=f"C{k}",
                 bbox=dict(boxstyle="circle,pad=0.15", fc="white", ec=f"C{k}", alpha=0.85))
     ax.set(xlim=(-lim, lim), ylim=(-lim, lim), xlabel="$z_1$", ylabel="$z_2$", aspect="equal")
@@ -311,19 +387,26 @@ def latent_map(means, labels, ax=None, title: str | None = None, lim: float = 3.
     return fig
 
 
-def decoded_plane(decode: Callable[[torch.Tensor], torch.Tensor], lim: float = 2.5, n: int = 15, ax=None) -> Figure:
-    """Decode a regular n x n grid of latent points z in [-lim, lim]^2: each tile is sigmoid(f_theta(z)),
-    the decoder's pixel probabilities at that z, placed where z is (z_2 grows upwards)."""
+def plane_centres(lim: float, n: int) -> np.ndarray:
+    """The n tile centres along each axis of decoded_plane: [-lim, lim] cut into n equal cells of width
+    2 lim / n, centre i at -lim + (i + 1/2) 2 lim / n, (n,)."""
+    return -lim + (np.arange(n) + 0.5) * (2 * lim / n)
+
+
+def decoded_plane(decode: Callable[[torch.Tensor], torch.Tensor], lim: float = 3.0, n: int = 15, ax=None) -> Figure:
+    """The decoder over the square [-lim, lim]^2, the frame of latent_map(lim=lim): the square is cut into
+    n x n equal cells and each tile is sigmoid(f_theta(z)), the decoder's pixel probabilities at the cell's
+    centre z (plane_centres), drawn over its cell (z_2 grows upwards)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"n must be an integer >= 2 (points per axis), got {n!r}")
+    if not lim > 0:
+        raise ValueError(f"lim must be positive (the plane shown is [-lim, lim]^2), got {lim}")
     fig, ax = _fig_ax(ax, figsize=(6, 6))
-    zs = np.linspace(-lim, lim, n)
+    zs = plane_centres(lim, n)
     z = torch.tensor([[z1, z2] for z2 in zs[::-1] for z1 in zs], dtype=torch.float32)
     with torch.no_grad():
         tiles = digits_to_array(decode(z), n, n, pad=1)
-    step = zs[1] - zs[0] if n > 1 else 1.0
-    ax.imshow(tiles, cmap=DIGIT_CMAP, vmin=0, vmax=1, interpolation="nearest",
-              extent=(-lim - step / 2, lim + step / 2, -lim - step / 2, lim + step / 2))
+    ax.imshow(tiles, cmap=DIGIT_CMAP, vmin=0, vmax=1, interpolation="nearest", extent=(-lim, lim, -lim, lim))
     ax.set(xlabel="$z_1$", ylabel="$z_2$", title="the decoder over the latent plane")
     return fig
 

@@ -365,13 +365,16 @@ class Refinement:
 
     mean, log_std: (N, d), the refined phi_i; steps: the step counts at which the ELBO was
     measured; elbo: (len(steps), N) ELBO per image at those steps (steps[0] = 0 is the encoder's
-    own q_phi(z | x)), each with ``eval_samples`` fixed draws.
+    own q_phi(z | x)), each with ``eval_samples`` fixed draws; eval_eps: those draws, the noise
+    (eval_samples, N, d) of every recorded ELBO (``elbo_draws_of_q`` with it gives the per-draw
+    values, for Monte Carlo standard errors).
     """
 
     mean: torch.Tensor
     log_std: torch.Tensor
     steps: list[int]
     elbo: torch.Tensor
+    eval_eps: torch.Tensor | None = None
 
     @property
     def q(self) -> D.Independent:
@@ -383,6 +386,19 @@ def elbo_of_q(model: VAE, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Te
     (1/S) sum_s [log p(x, z_s) - log q(z_s)], z_s = mean + exp(log_std) * eps_s. Returns (N,)."""
     z = mean + log_std.exp() * eps
     return (model.joint_log_prob(x, z) - gaussian_q(mean, log_std).log_prob(z)).mean(0)
+
+
+def elbo_draws_of_q(model: VAE, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor,
+                    chunk_size: int = 20) -> torch.Tensor:
+    """The S one-draw ELBO estimates log p(x, z_s) - log q(z_s), z_s = mean + exp(log_std) * eps_s,
+    for noise eps (S, N, d), ``chunk_size`` draws at a time: (S, N). Their average over s is
+    ``elbo_of_q``; their spread gives its Monte Carlo standard error, std / sqrt(S). Two q's
+    evaluated with the same eps give paired draws, whose differences have a much smaller spread."""
+    out = []
+    for e in eps.split(chunk_size):
+        z = mean + log_std.exp() * e
+        out.append(model.joint_log_prob(x, z) - gaussian_q(mean, log_std).log_prob(z))
+    return torch.cat(out)
 
 
 def _elbo_of_q_chunked(model: VAE, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor,
@@ -434,7 +450,7 @@ def refine(model: VAE, x, n_steps: int = 200, lr: float = 0.005, n_samples: int 
     finally:
         for p, flag in zip(model.parameters(), flags):  # as they were
             p.requires_grad_(flag)
-    return Refinement(mean.detach(), log_std.detach(), record, torch.stack(elbos))
+    return Refinement(mean.detach(), log_std.detach(), record, torch.stack(elbos), eval_eps)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -496,7 +512,7 @@ def amortization_gaps(encoder_elbo: torch.Tensor, refined_elbo: torch.Tensor,
                       log_px: torch.Tensor) -> dict[str, Estimate]:
     """Averages over images, with standard errors, of the two gaps (nats per image):
 
-    approximation gap = log p(x) - refined ELBO   (the family of Gaussians cannot fit p(z | x))
+    approximation gap = log p(x) - refined ELBO   (a diagonal Gaussian cannot fit p(z | x) exactly)
     amortization gap  = refined ELBO - encoder ELBO (one network instead of a phi_i per image)
     total             = log p(x) - encoder ELBO.
     """

@@ -57,6 +57,23 @@ def exact_posterior(x, W, b, log_sigma):
     return post.mean, post.covariance_matrix[0]
 
 
+def posterior_correlation(W, log_sigma) -> float:
+    """The correlation between z_1 and z_2 under p(z | x; theta) for a 2-D latent: the posterior
+    covariance sigma^2 M^{-1} (M = W^T W + sigma^2 I) is the same for every x, and its correlation
+    is -M_12 / sqrt(M_11 M_22). A diagonal q can fit it only where this is 0.
+
+    log p(x) does not change when W is rotated (W -> W R, R orthogonal), but this correlation does:
+    among equally likely theta, the diagonal-q ELBO prefers the rotation whose posterior is uncorrelated.
+    """
+    W = check_finite(torch.as_tensor(W), "W")
+    check_ndim(W, "W", 2, "(D, 2): data dimension by latent dimension")
+    if W.shape[1] != 2:
+        raise ValueError(f"posterior_correlation needs a 2-D latent (W of shape (D, 2)), got {tuple(W.shape)}")
+    with torch.no_grad():
+        M = W.T @ W + torch.exp(2 * torch.as_tensor(log_sigma)) * torch.eye(2, dtype=W.dtype)
+        return float(-M[0, 1] / torch.sqrt(M[0, 0] * M[1, 1]))
+
+
 def optimal_diagonal_q(x, W, b, log_sigma):
     """The best q_n = N(m_n, diag s_n^2) for the current theta (the phi_i "to convergence" of 48:00):
     KL(q || p(z|x)) is smallest at the posterior mean and s_nj^2 = 1 / (posterior precision)_jj
