@@ -304,6 +304,23 @@ def test_fit_em_bounds_and_monotone_log_likelihood(em_data):
         assert mine == r
 
 
+def test_em_history_has_every_point_of_the_staircase_in_float64(em_data):
+    """What notebook 01's EM plot draws: per iteration, the ELBO after the E-step equals log p(x)
+    (tight), the M-step raises the ELBO, log p(x) after the M-step exceeds the ELBO after it by
+    the KL gap KL(q || p(z|x; theta_new)) >= 0, and log p(x) never decreases."""
+    x = torch.tensor(em_data, dtype=torch.float64)
+    init = GaussianMixture.initialize(x, 3, generator=torch.Generator().manual_seed(0))
+    _, reports = fit_em(init, x, n_iter=30)
+    for r in reports:
+        assert r.elbo_after_e == pytest.approx(r.log_lik_before, abs=1e-6)  # E-step: tight
+        assert r.elbo_after_m >= r.elbo_after_e  # M-step raises the ELBO
+        assert r.log_lik_after - r.elbo_after_m >= 0  # the KL gap
+        assert r.log_lik_after >= r.log_lik_before
+    for prev, nxt in zip(reports, reports[1:]):
+        assert nxt.log_lik_before == pytest.approx(prev.log_lik_after, abs=1e-9)  # the E-step keeps theta
+    assert reports[0].log_lik_after - reports[0].elbo_after_m > 1e-3  # a gap worth drawing
+
+
 def test_fit_em_recovers_the_truth(em_data):
     x = torch.tensor(em_data, dtype=torch.float32)
     init = GaussianMixture.initialize(x, 3, generator=torch.Generator().manual_seed(0))

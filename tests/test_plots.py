@@ -71,6 +71,53 @@ def test_drawing_on_a_given_axis_uses_its_figure():
     _assert_png_figure(fig)
 
 
+def _assert_em_staircase(ax, reports):
+    """log p(x) and the ELBO drawn at x = t (after the E-step) and t + 0.5 (after the M-step)."""
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    ll = lines["log p(x; theta)"]
+    elbo = next(line for label, line in lines.items() if label.startswith("ELBO(theta, q)"))
+    n = len(reports)
+    want_x = np.arange(2 * n) / 2  # 0, 0.5, 1, 1.5, ...
+    np.testing.assert_allclose(ll.get_xdata(), want_x)
+    np.testing.assert_allclose(ll.get_ydata(), [v for r in reports for v in (r.log_lik_before, r.log_lik_after)])
+    np.testing.assert_allclose(elbo.get_xdata(), want_x)
+    np.testing.assert_allclose(elbo.get_ydata(), [v for r in reports for v in (r.elbo_after_e, r.elbo_after_m)])
+    # at t + 0.5 the vertical distance between the lines is the KL gap; at t it is closed
+    ll_at = dict(zip(ll.get_xdata(), ll.get_ydata()))
+    elbo_at = dict(zip(elbo.get_xdata(), elbo.get_ydata()))
+    for t, r in enumerate(reports):
+        assert ll_at[t + 0.5] - elbo_at[t + 0.5] == pytest.approx(r.log_lik_after - r.elbo_after_m)
+        assert ll_at[t] - elbo_at[t] == pytest.approx(r.log_lik_before - r.elbo_after_e)
+
+
+def test_em_bounds_draws_e_and_m_steps_as_a_staircase():
+    fig = plots.em_bounds(REPORTS)
+    ax, gap_ax = fig.axes
+    _assert_em_staircase(ax, REPORTS)
+    kl = [r.log_lik_after - r.elbo_after_m for r in REPORTS]
+    assert any(t.get_text().startswith("KL gap") and f"{kl[0]:.3f}" in t.get_text() for t in ax.texts)
+    assert {"M", "E"} <= {t.get_text() for t in ax.texts}  # the steps are named
+    gap = {line.get_label(): line for line in gap_ax.get_lines()}["KL gap after the M-step"]
+    np.testing.assert_allclose(gap.get_xdata(), np.arange(len(REPORTS)) + 0.5)
+    np.testing.assert_allclose(gap.get_ydata(), kl)
+    assert gap_ax.get_yscale() == "log"
+    fig, ax = plt.subplots()
+    assert plots.em_bounds(REPORTS, ax=ax) is fig and len(fig.axes) == 1  # no gap panel unless asked
+
+
+def test_em_staircase_check_rejects_log_p_drawn_at_the_next_integer():
+    """The old drawing: log p(x) only at integers (after the M-step at t + 1), so the KL gap at
+    t + 0.5 was never a vertical distance. The staircase check must fail on it."""
+    fig, ax = plt.subplots()
+    t = np.arange(len(REPORTS))
+    ax.plot(np.column_stack([t, t + 0.5]).ravel(),
+            [v for r in REPORTS for v in (r.elbo_after_e, r.elbo_after_m)], label="ELBO(theta, q)")
+    ax.plot(np.r_[t, t[-1] + 1], [r.log_lik_before for r in REPORTS] + [REPORTS[-1].log_lik_after], "o",
+            label="log p(x; theta)")
+    with pytest.raises(AssertionError):
+        _assert_em_staircase(ax, REPORTS)
+
+
 def test_digit_grid_layout():
     fig = plots.digit_grid(torch.rand(12, 64), ncols=5)
     assert len(fig.axes) == 15  # 3 rows of 5

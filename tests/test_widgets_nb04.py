@@ -139,8 +139,9 @@ def test_changing_the_digit_recomputes(parts, setup):
 
 
 def test_preset_ranking_for_a_nine(parts, setup):
-    """The lecture's three candidates for the top of a 9: the true top beats 'no idea', which beats
-    'all ink', and the exact marginals beat them all (each gap many standard errors)."""
+    """The presets on the first test 9 of a 10-component model: the true top (an oracle that reads the
+    hidden pixels, labelled as such) beats 'no idea', which beats 'all ink', and the exact marginals
+    beat them all (each gap many standard errors). This orders the presets; the lecture ranks nothing."""
     assert int(setup[2][0]) == 9
     elbo, se = {}, {}
     for name in ("top of the true digit", "0.5 everywhere", "1 everywhere", "exact posterior marginals"):

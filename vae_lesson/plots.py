@@ -126,27 +126,80 @@ def digit_grid(images, ncols: int = 10, titles: Sequence[str] | None = None, siz
     return fig
 
 
-def em_bounds(reports: Sequence[EMStepReport], ax=None) -> Figure:
-    """EM's staircase: per iteration, log p(x) (dots) and the ELBO after each E-step (touching
-    log p(x): the bound is tight) and after each M-step (below the next log p(x))."""
-    fig, ax = _fig_ax(ax, figsize=(6, 3.5))
-    t = np.arange(len(reports))
+def em_bounds(reports: Sequence[EMStepReport], ax=None, gap_ax=None) -> Figure:
+    """EM as the staircase it is, in nats per data point, from the recorded ``reports``.
+
+    Iteration t is drawn from x = t to x = t + 1: x = t is just after its E-step, x = t + 0.5
+    just after its M-step. Along the way
+      - log p(x; theta) (blue) is at ``log_lik_before`` at t and ``log_lik_after`` at t + 0.5,
+        then flat up to t + 1 (the E-step does not change theta);
+      - the ELBO (orange) is at ``elbo_after_e`` at t (touching log p(x): tight) and
+        ``elbo_after_m`` at t + 0.5 (raised by the M-step, q fixed), then jumps back up to
+        log p(x) at t + 1 (the next E-step);
+    (the last iteration ends at n - 0.5, after its M-step). So the vertical distance between
+    the two lines at t + 0.5 is the KL gap
+    KL(q || p(z|x; theta_new)) = log_lik_after - elbo_after_m, annotated where it is visible.
+    M-step intervals [t, t + 0.5] are shaded. When ``ax`` is None the figure gets a second
+    panel with that gap and the M-step's ELBO gain per iteration on a log scale (they shrink
+    fast; values <= 0, float round-off once EM has converged, sit at 1e-12); pass ``gap_ax`` to
+    draw it on an axis of your own.
+    """
+    if ax is None:
+        fig, (ax, gap_ax) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [3, 2]})
+    else:
+        fig = ax.figure
+    n = len(reports)
+    t = np.arange(n, dtype=float)
     ll_before = np.array([r.log_lik_before for r in reports])
     ll_after = np.array([r.log_lik_after for r in reports])
     e = np.array([r.elbo_after_e for r in reports])
     m = np.array([r.elbo_after_m for r in reports])
-    xs, ys = [], []
+    kl = ll_after - m
+    # log p(x): (t, before) -> (t + 0.5, after) -> (t + 1, before of the next iteration) ...
+    ll_x = np.column_stack([t, t + 0.5]).ravel()
+    ll_y = np.column_stack([ll_before, ll_after]).ravel()
+    # ELBO: (t, after E) -> (t + 0.5, after M) -> (t + 1, after the next E) ...
+    elbo_x = np.column_stack([t, t + 0.5]).ravel()
+    elbo_y = np.column_stack([e, m]).ravel()
     for i in t:
-        xs += [i, i + 0.5]
-        ys += [e[i], m[i]]
-    ax.plot(xs, ys, "-", color="C1", lw=1.2, label="ELBO(theta, q) along EM")
-    ax.plot(t + 0.5, m, "v", color="C1", ms=5, label="ELBO after M-step")
-    ax.plot(t, e, "^", color="C2", ms=6, label="ELBO after E-step (tight)")
-    ax.plot(np.r_[t, t[-1] + 1], np.r_[ll_before, ll_after[-1]], "o", mfc="none", color="C0", ms=9,
-            label="log p(x; theta)")
-    ax.set(xlabel="EM iteration", ylabel="nats per data point")
+        ax.axvspan(i, i + 0.5, color="0.92", lw=0, zorder=0)
+    ax.plot(ll_x, ll_y, "-o", color="C0", lw=1.8, ms=5, label="log p(x; theta)")
+    ax.plot(elbo_x, elbo_y, "-", color="C1", lw=1.5, label="ELBO(theta, q)")
+    ax.plot(t, e, "^", color="C2", ms=7, label="ELBO after E-step (tight)")
+    ax.plot(t + 0.5, m, "v", color="C1", ms=7, label="ELBO after M-step")
+    lo, hi = min(e.min(), m.min()), ll_after.max()
+    span = max(hi - lo, 1e-12)
+    ax.set_ylim(lo - 0.08 * span, hi + 0.16 * span)
+    shown = 0
+    for i in range(n):  # the KL gap as a vertical arrow, where it is big enough to see
+        if kl[i] < 0.04 * span or shown == 2:
+            continue
+        ax.annotate("", xy=(t[i] + 0.5, ll_after[i]), xytext=(t[i] + 0.5, m[i]),
+                    arrowprops=dict(arrowstyle="<->", color="C3", lw=1.5, shrinkA=0, shrinkB=0))
+        ax.text(t[i] + 0.55, m[i] - 0.03 * span, f"KL gap\n= {kl[i]:.3f}", color="C3", fontsize=8,
+                ha="left", va="top")
+        shown += 1
+    for i in range(n):  # name the steps along the top
+        ax.text(i + 0.25, hi + 0.09 * span, "M", ha="center", va="center", fontsize=8, color="0.35")
+        if i + 1 < n:
+            ax.text(i + 0.75, hi + 0.09 * span, "E", ha="center", va="center", fontsize=8, color="0.35")
+    ax.set_xticks(np.arange(n))
+    ax.set_xlim(-0.25, n - 0.25)
+    ax.set(xlabel="EM iteration t (t: after E-step, t + 0.5: after M-step; shaded: M-steps)",
+           ylabel="nats per data point")
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(alpha=0.3)
+    if gap_ax is not None:
+        gain = m - e
+        gap_ax.semilogy(t, np.maximum(gain, 1e-12), "v-", color="C1", ms=6,
+                        label="ELBO gain in the M-step")
+        gap_ax.semilogy(t + 0.5, np.maximum(kl, 1e-12), "o-", color="C3", ms=6,
+                        label="KL gap after the M-step")
+        gap_ax.set(xlabel="EM iteration t", ylabel="nats per data point (log scale)",
+                   title="what each step gains")
+        gap_ax.set_xticks(np.arange(n))
+        gap_ax.legend(fontsize=8, loc="lower left")
+        gap_ax.grid(alpha=0.3, which="both")
     return fig
 
 
