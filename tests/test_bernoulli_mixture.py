@@ -32,7 +32,7 @@ def bm(w=W6, p=P6, dtype=torch.float64) -> BernoulliMixture:
 
 
 def scipy_component_logpmf(x, p):
-    """(N, K): sum_j log Bernoulli(x_nj; p_kj), with scipy in float64."""
+    """(N, C): sum_j log Bernoulli(x_nj; p_cj), with scipy in float64."""
     x = np.asarray(x, dtype=np.float64)
     return np.stack([stats.bernoulli(p[k]).logpmf(x).sum(1) for k in range(len(p))], 1)
 

@@ -21,10 +21,10 @@ NB = dict(x=NB_X, weights=NB_W, means=NB_M, covs=NB_C)
 # --- the student's building blocks, written here independently of vae_lesson ----------------
 
 def component_log_probs(x, means, covs):
-    """(N, K) log N(x_n; mu_k, Sigma_k), by hand with a Cholesky factor."""
+    """(N, C) log N(x_n; mu_c, Sigma_c), by hand with a Cholesky factor."""
     x, means, covs = (torch.as_tensor(t) for t in (x, means, covs))
     d = x.shape[-1]
-    L = torch.linalg.cholesky(covs)  # (K, D, D)
+    L = torch.linalg.cholesky(covs)  # (C, D, D)
     diff = (x[:, None, :] - means[None]).unsqueeze(-1)  # (N, K, D, 1)
     sol = torch.linalg.solve_triangular(L.expand(x.shape[0], *L.shape), diff, upper=False)
     maha = (sol ** 2).sum((-1, -2))
@@ -168,8 +168,8 @@ def ld_slightly_off(x, w, m, c):
 LOG_DENSITY_MISTAKES = [
     (ld_sum_of_logs, "logsumexp"),
     (ld_sum_of_logs, "sum of logs"),
-    (ld_missing_weights, "weights pi_k are missing"),
-    (ld_uniform_weights, "equal weights 1/K"),
+    (ld_missing_weights, "weights pi_c are missing"),
+    (ld_uniform_weights, "equal weights 1/C"),
     (ld_max, "max over components"),
     (ld_exp, "exp of the expected"),
     (ld_sign, "sign is wrong"),
@@ -222,7 +222,7 @@ def resp_none(x, w, m, c):
 RESPONSIBILITY_MISTAKES = [
     (resp_joint, "do not sum to 1"),
     (resp_axis0, "axis 0"),
-    (resp_missing_prior, "prior weights pi_k are missing"),
+    (resp_missing_prior, "prior weights pi_c are missing"),
     (resp_log, "log-responsibilities"),
     (resp_transposed, "transposed"),
     (resp_nan, "NaN"),
@@ -258,7 +258,7 @@ def ms_list_of_strings(x, r):
 
 
 M_STEP_MISTAKES = [
-    (ms_no_division, "divide by N_k"),
+    (ms_no_division, "divide by N_c"),
     (ms_divide_by_n, "total number of points N"),
     (ms_unweighted, "plain average"),
     (ms_transposed, "transposed"),

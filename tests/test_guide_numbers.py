@@ -50,21 +50,29 @@ def test_the_k_ladder_of_notebook_01():
     quoted = find(rf"stored run gives ({NUMBER}), ({NUMBER}), ({NUMBER}) and ({NUMBER}) for \$K\$ = 1, 5, 20, 200, "
                   rf"against ({NUMBER})", guide(), "guide")
     assert quoted == tuple(v for v, _ in stored) + (stored[0][1],)
+    (quantiles_20,) = find(rf"quantiles K =\s+20: average log p_K\(x\) =\s+({NUMBER})", printed, "01")
+    assert find(rf"With \$K = 20\$, quantiles of \$p\(z\)\$ reach ({NUMBER}) while random draws reach ({NUMBER})",
+                guide(), "guide") == (quantiles_20, stored[2][0])
+
+
+def roughly(stored: float, quoted: float) -> bool:
+    """Timings change with the machine and its load at every refresh: the guide quotes them rounded
+    ("about 1 s"), and a quote is right while the stored value lies within 50% of it."""
+    return abs(stored - quoted) <= 0.5 * quoted
 
 
 def test_the_exact_sum_timing_of_notebook_02():
     seconds, minutes = find(rf"m = 20: [\d,]+ terms in ({NUMBER}) s.*\n.*about ({NUMBER}) minutes", stored_output("02"), "02")
-    assert find(rf"\$m = 20\$ took ({NUMBER}) s, so \$m = 30\$ would take about ({NUMBER}) minutes", guide(),
-                "guide") == (seconds, minutes)
+    quoted = find(rf"\$m = 20\$ took about ({NUMBER}) s, so \$m = 30\$ would take about ({NUMBER}) minutes", guide(), "guide")
+    assert roughly(seconds, quoted[0]) and roughly(minutes, quoted[1]), ((seconds, minutes), quoted)
 
 
 def test_the_time_per_new_image_of_notebook_06():
     micro, milli, ratio = find(rf"encoder forward pass: ({NUMBER}) microseconds;\s+200 steps of optimization: "
                                rf"({NUMBER}) ms, about ({NUMBER}) times", stored_output("06"), "06")
-    quoted = find(rf"an encoder forward pass \(stored: ({NUMBER}) µs\) against 200 steps of optimization "
-                  rf"\(({NUMBER}) ms\): about ({NUMBER})×", guide(), "guide")
-    assert quoted[:2] == (micro, milli)
-    assert quoted[2] == pytest.approx(ratio, rel=0.25)  # rounded: "about 2,000x"
+    quoted = find(rf"an encoder forward pass \(stored: about ({NUMBER}) µs\) against 200 steps of optimization "
+                  rf"\(about ({NUMBER}) ms\): about ({NUMBER})×", guide(), "guide")
+    assert all(roughly(s, q) for s, q in zip((micro, milli, ratio), quoted)), ((micro, milli, ratio), quoted)
 
 
 def test_the_gaps_of_notebook_06():
@@ -85,12 +93,11 @@ def test_notebook_04_quotes_the_total_gap_notebook_06_measures():
 
 
 def test_the_checks_fail_on_a_stale_quote(monkeypatch):
-    """The guide with the quoted time changed by 0.11 s no longer passes."""
+    """The guide quoting 3 s where the notebook stored under 1.5 s no longer passes."""
     import sys
 
     text = guide()
-    stale = re.sub(r"(\$m = 20\$ took )([\d.]+)( s)", lambda m: f"{m.group(1)}{float(m.group(2)) + 0.11:.2f}{m.group(3)}",
-                   text)
+    stale = re.sub(r"(\$m = 20\$ took about )([\d.]+)( s)", lambda m: f"{m.group(1)}3{m.group(3)}", text)
     assert stale != text
     monkeypatch.setattr(sys.modules[__name__], "guide", lambda: stale)
     with pytest.raises(AssertionError):

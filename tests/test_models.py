@@ -35,7 +35,7 @@ def gm(dtype=torch.float32, w=W, m=M, c=C) -> GaussianMixture:
 
 
 def scipy_component_logpdf(x, m=M, c=C):
-    """(N, K) log N(x_n; m_k, c_k) with scipy, float64."""
+    """(N, C) log N(x_n; m_c, s_c) with scipy, float64."""
     x = np.asarray(x, dtype=np.float64)
     return np.stack([stats.multivariate_normal(m[k], c[k]).logpdf(x).reshape(len(x)) for k in range(len(m))], 1)
 

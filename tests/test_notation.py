@@ -4,7 +4,7 @@ CODE_NAMES = ["prior", "decoder", "joint_log_prob", "log_marginal", "posterior",
 
 
 def _table_rows(md):
-    rows = [line for line in md.splitlines() if line.startswith("|")]
+    rows = [line for line in md.split("\n\n")[0].splitlines() if line.startswith("|")]  # the first table
     header, rule, body = rows[0], rows[1], rows[2:]
     return header, rule, body
 
@@ -95,3 +95,44 @@ def test_theta_is_only_the_model_parameters_in_the_notebooks():
             found = re.findall(r"softmax\(\\?theta|k\(\\?theta|q\(z = k\) = \\mathrm\{softmax\}\(\\theta|change of theta",
                                cell.source)
             assert not found, f"{path.name}: theta used for a variational distribution's parameters: {found}"
+
+
+def test_one_meaning_per_symbol():
+    from vae_lesson.notation import SYMBOLS, symbols_markdown
+
+    assert len({sym.symbol for sym in SYMBOLS}) == len(SYMBOLS)
+    assert {"x", "z", r"\theta", r"\phi", "K", "C"} <= {sym.symbol for sym in SYMBOLS}
+    assert symbols_markdown() in who_is_who_markdown()
+
+
+# What K and k meant before K was kept for samples (components and categories are C, index c).
+OLD_MEANINGS = [r"\\pi_k\b", r"\\mu_k\b", r"z = k\b", r"\$K\$ clusters", r"\$K = 20\$ prototype", r"\\sum_k r_k",
+                r"\\{1, \\dots, K\\}", r"softmax\(\\phi\)_k"]
+
+
+def test_k_means_samples_only_in_the_notebooks():
+    """K counts samples z_1..z_K; a mixture's components and a categorical's categories are C (index c)."""
+    import re
+    from pathlib import Path
+
+    import nbformat
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            for pattern in OLD_MEANINGS:
+                assert not re.search(pattern, cell.source), f"{path.name}: {pattern} (K/k for a component or category)"
+
+
+def test_the_k_lint_catches_the_old_notation():
+    import re
+
+    old = r"$$z \sim \mathrm{Categorical}(\pi_1, \dots, \pi_K) \qquad x \mid z = k \;\sim\; \mathcal{N}(\mu_k, \Sigma_k).$$"
+    assert any(re.search(p, old) for p in OLD_MEANINGS)
+
+
+def test_the_readme_has_the_symbols_table():
+    from pathlib import Path
+
+    from vae_lesson.notation import symbols_markdown
+
+    assert symbols_markdown() in (Path(__file__).resolve().parents[1] / "README.md").read_text()

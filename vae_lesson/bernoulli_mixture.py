@@ -1,9 +1,9 @@
 """A mixture of Bernoullis for binary images, and what it can say about a half-hidden image.
 
-    z ~ Categorical(weights)                        weights (K,)
-    x | z=k ~ prod_j Bernoulli(x_j; probs[k, j])    probs (K, P), one "prototype" image per k
+    z ~ Categorical(weights)                        weights (C,)
+    x | z=c ~ prod_j Bernoulli(x_j; probs[c, j])    probs (C, P), one "prototype" image per c
 
-Everything is exact because z takes only K values (Lecture 6, 0:00-2:30), and EM is the one
+Everything is exact because z takes only C values (Lecture 6, 0:00-2:30), and EM is the one
 every ``FiniteMixture`` shares (``em_step``, ``fit_em``); only the M-step is new here.
 
 Partial observation (slide 11): hide some pixels of an image and ask what they were.
@@ -11,13 +11,13 @@ Partial observation (slide 11): hide some pixels of an image and ask what they w
 image) or (N, P) (per image), True where a pixel is seen. With o the observed and m the
 missing pixels of one image, the pixels are independent given z, so
 
-    log p(x_o)        = logsumexp_k [log pi_k + sum_{j in o} log Bern(x_j; p_kj)]
-    p(z=k | x_o)      = pi_k prod_{j in o} Bern(x_j; p_kj) / p(x_o)                (Bayes)
-    p(x_m | x_o)      = sum_k p(z=k | x_o) prod_{j in m} Bern(x_j; p_kj)
-    p(x_j = 1 | x_o)  = sum_k p(z=k | x_o) p_kj                                    (j in m)
+    log p(x_o)        = logsumexp_c [log pi_c + sum_{j in o} log Bern(x_j; p_cj)]
+    p(z=c | x_o)      = pi_c prod_{j in o} Bern(x_j; p_cj) / p(x_o)                (Bayes)
+    p(x_m | x_o)      = sum_c p(z=c | x_o) prod_{j in m} Bern(x_j; p_cj)
+    p(x_j = 1 | x_o)  = sum_c p(z=c | x_o) p_cj                                    (j in m)
 
-are all sums over k, and sampling x_m ~ p(x_m | x_o) is ancestral: k ~ p(z | x_o), then every
-missing pixel independently ~ Bern(p_kj). Values of x at unobserved pixels are ignored (they
+are all sums over c, and sampling x_m ~ p(x_m | x_o) is ancestral: c ~ p(z | x_o), then every
+missing pixel independently ~ Bern(p_cj). Values of x at unobserved pixels are ignored (they
 may be anything, NaN included) except in ``log_prob_missing``, which scores them.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ from .validation import as_tensor, check_binary, check_finite, check_last_dim, c
 __all__ = ["BernoulliMixture", "observed_bottom_half", "fit_bernoulli_mixture"]
 
 WEIGHT_SUM_TOL = 1e-4
-WEIGHT_FLOOR = 1e-12  # added to every N_k in the M-step, so no weight is exactly 0
+WEIGHT_FLOOR = 1e-12  # added to every N_c in the M-step, so no weight is exactly 0
 
 
 def observed_bottom_half() -> torch.Tensor:
@@ -63,10 +63,10 @@ def _check_binary(x, name: str, dim: int | None = None, dtype: torch.dtype | Non
 
 
 class BernoulliMixture(FiniteMixture):
-    """Mixture of Bernoullis: z ~ Categorical(weights), x | z=k ~ prod_j Bernoulli(probs[k, j]).
+    """Mixture of Bernoullis: z ~ Categorical(weights), x | z=c ~ prod_j Bernoulli(probs[c, j]).
 
-    weights (K,): non-negative, summing to 1.
-    probs (K, P): the probability that pixel j is on in component k, strictly inside (0, 1) so
+    weights (C,): non-negative, summing to 1.
+    probs (C, P): the probability that pixel j is on in component c, strictly inside (0, 1) so
     that every binary image has p(x) > 0 (EM's smoothing, ``m_step``'s alpha > 0, keeps them there).
     Both are stored in their common floating dtype (float32 unless float64 is given).
     """
@@ -74,14 +74,14 @@ class BernoulliMixture(FiniteMixture):
     def __init__(self, weights, probs):
         weights = check_finite(as_tensor(weights, "weights"), "weights")
         probs = check_finite(as_tensor(probs, "probs"), "probs")
-        check_ndim(weights, "weights", 1, "(K,) mixture weights")
-        check_ndim(probs, "probs", 2, "(K, P): one pixel-probability image per component")
+        check_ndim(weights, "weights", 1, "(C,) mixture weights")
+        check_ndim(probs, "probs", 2, "(C, P): one pixel-probability image per component")
         dtype = torch.promote_types(weights.dtype, probs.dtype)
         weights, probs = weights.to(dtype), probs.to(dtype)
         if weights.shape[0] != probs.shape[0]:
             raise ValueError(
                 f"mismatched sizes: weights {tuple(weights.shape)}, probs {tuple(probs.shape)}; "
-                "expected (K,) and (K, P) with the same number of components K"
+                "expected (C,) and (C, P) with the same number of components C"
             )
         if probs.shape[1] == 0:
             raise ValueError(f"probs must have at least one pixel, got shape {tuple(probs.shape)}")
@@ -107,7 +107,7 @@ class BernoulliMixture(FiniteMixture):
         return self.probs.dtype
 
     def __repr__(self) -> str:
-        return f"BernoulliMixture(K={self.n_components}, P={self.dim}, dtype={self.dtype})"
+        return f"BernoulliMixture(C={self.n_components}, P={self.dim}, dtype={self.dtype})"
 
     def _check_x(self, x) -> torch.Tensor:
         return _check_binary(x, "x", self.dim, self.dtype)
@@ -115,11 +115,11 @@ class BernoulliMixture(FiniteMixture):
     # --- the full model ---------------------------------------------------------------------
 
     def _log_probs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(K, P) log p_kj and log(1 - p_kj) (log1p, accurate for small p_kj)."""
+        """(C, P) log p_cj and log(1 - p_cj) (log1p, accurate for small p_cj)."""
         return self.probs.log(), torch.log1p(-self.probs)
 
     def _masked_log_lik(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(N, K): sum_{j: mask_nj} [x_nj log p_kj + (1 - x_nj) log(1 - p_kj)], by two matmuls.
+        """(N, C): sum_{j: mask_nj} [x_nj log p_cj + (1 - x_nj) log(1 - p_cj)], by two matmuls.
         x (N, P) with finite values at the masked pixels; mask (N, P) bool."""
         log_p, log_q = self._log_probs()
         on = torch.where(mask, x, torch.zeros((), dtype=x.dtype))
@@ -127,7 +127,7 @@ class BernoulliMixture(FiniteMixture):
         return on @ log_p.T + off @ log_q.T
 
     def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, K): log p(x_n | z=k) = sum_j x_nj log p_kj + (1 - x_nj) log(1 - p_kj), x (N, P) binary."""
+        """(N, C): log p(x_n | z=c) = sum_j x_nj log p_cj + (1 - x_nj) log(1 - p_cj), x (N, P) binary."""
         x = self._check_x(x)
         log_p, log_q = self._log_probs()
         return x @ log_p.T + (1 - x) @ log_q.T
@@ -144,30 +144,30 @@ class BernoulliMixture(FiniteMixture):
 
     @classmethod
     def m_step(cls, x, resp, alpha: float = 1.0) -> "BernoulliMixture":
-        """The M-step, with N_k = sum_n r_nk (resp (N, K), x (N, P) binary):
+        """The M-step, with N_c = sum_n r_nc (resp (N, C), x (N, P) binary):
 
-            weights_k = N_k / N           (N = sum_k N_k, the number of images)
-            probs_kj  = (sum_n r_nk x_nj + alpha) / (N_k + 2 alpha)
+            weights_c = N_c / N           (N = sum_c N_c, the number of images)
+            probs_cj  = (sum_n r_nc x_nj + alpha) / (N_c + 2 alpha)
 
         alpha = 0 is maximum likelihood (the responsibility-weighted pixel means), which can set a
         pixel probability to exactly 0 or 1. alpha > 0 is Laplace smoothing: alpha imaginary "on"
         and alpha "off" pixels per component, the MAP estimate under a Beta(alpha + 1, alpha + 1)
-        prior on each p_kj. It keeps every p_kj inside [alpha / (N_k + 2 alpha), 1 - that], so EM
-        then increases the penalized objective sum_n log p(x_n) + alpha sum_kj log[p_kj (1 - p_kj)]
+        prior on each p_cj. It keeps every p_cj inside [alpha / (N_c + 2 alpha), 1 - that], so EM
+        then increases the penalized objective sum_n log p(x_n) + alpha sum_kj log[p_cj (1 - p_cj)]
         at every step (the MAP objective: log Beta(p; alpha + 1, alpha + 1) = alpha log[p (1 - p)] + const).
         The plain log-likelihood can then dip slightly: on the binarized digits with alpha = 1
-        (seed 0, 300 steps) it rose at every step for K = 10 and 20, but with K = 50 it fell by up
+        (seed 0, 300 steps) it rose at every step for C = 10 and 20, but with C = 50 it fell by up
         to ~0.003 nats per image per step from step ~33 on, as small clusters are pulled to 0.5.
 
-        N_k gets a floor of 1e-12 (as in ``GaussianMixture.m_step``): in float32 a responsibility
-        can underflow to ~1e-44, N_k / N to exactly 0, and log 0 = -inf would make the ELBO in
+        N_c gets a floor of 1e-12 (as in ``GaussianMixture.m_step``): in float32 a responsibility
+        can underflow to ~1e-44, N_c / N to exactly 0, and log 0 = -inf would make the ELBO in
         ``em_step``'s report -inf. The floor changes no weight above ~1e-10.
 
         ``FiniteMixture.em_step`` calls ``type(model).m_step(x, q)``, so EM uses the default alpha.
         """
         x = _check_binary(x, "x")
         resp = check_finite(as_tensor(resp, "resp"), "resp")
-        check_ndim(resp, "resp", 2, "(N, K): responsibilities, one row per data point")
+        check_ndim(resp, "resp", 2, "(N, C): responsibilities, one row per data point")
         if resp.shape[0] != x.shape[0]:
             raise ValueError(
                 f"resp must have one row per data point: x has {x.shape[0]} rows, resp has shape {tuple(resp.shape)}"
@@ -180,7 +180,7 @@ class BernoulliMixture(FiniteMixture):
             )
         dtype = torch.promote_types(x.dtype, resp.dtype)
         x, resp = x.to(dtype), resp.to(dtype)
-        nk = resp.sum(0) + WEIGHT_FLOOR  # (K,)
+        nk = resp.sum(0) + WEIGHT_FLOOR  # (C,)
         weights = nk / nk.sum()
         alpha = float(alpha)
         probs = (resp.T @ x + alpha) / (nk[:, None] + 2 * alpha)
@@ -188,13 +188,13 @@ class BernoulliMixture(FiniteMixture):
 
     @classmethod
     def initialize(cls, x, n_components: int, generator: torch.Generator | None = None) -> "BernoulliMixture":
-        """A starting point for EM: uniform weights 1/K, and for each k a distinct random image x_(k):
+        """A starting point for EM: uniform weights 1/C, and for each c a distinct random image x_(c):
 
-            probs_k = clip(0.5 x_(k) + 0.25 + u_k, 0.05, 0.95),   u_k ~ Uniform(-0.05, 0.05)^P
+            probs_c = clip(0.5 x_(c) + 0.25 + u_c, 0.05, 0.95),   u_c ~ Uniform(-0.05, 0.05)^P
 
         i.e. about 0.75 where the image is on and 0.25 where it is off: a blurred copy of a data
         point, so components start in different places without committing to any pixel. The noise
-        breaks ties between identical images. x (N, P) binary; returns probs (K, P) in x's dtype.
+        breaks ties between identical images. x (N, P) binary; returns probs (C, P) in x's dtype.
         """
         x = _check_binary(x, "x")
         check_positive_int(n_components, "n_components")
@@ -246,12 +246,12 @@ class BernoulliMixture(FiniteMixture):
         return x, mask
 
     def _joint_observed(self, x, observed, complete: bool = False):
-        """(log p(x_o, z=k) (N, K), x (N, P), mask (N, P))."""
+        """(log p(x_o, z=c) (N, C), x (N, P), mask (N, P))."""
         x, mask = self._check_observed(x, observed, complete)
         return self.weights.log() + self._masked_log_lik(x, mask), x, mask
 
     def log_marginal_observed(self, x, observed) -> torch.Tensor:
-        """(N,): log p(x_o) = logsumexp_k [log pi_k + sum_{j observed} log Bern(x_j; p_kj)].
+        """(N,): log p(x_o) = logsumexp_c [log pi_c + sum_{j observed} log Bern(x_j; p_cj)].
 
         x (N, P), observed (P,) or (N, P) bool. The missing pixels are summed out, which for a
         product of Bernoullis just drops their factors. All observed: log p(x); none observed: 0.
@@ -260,13 +260,13 @@ class BernoulliMixture(FiniteMixture):
         return torch.logsumexp(joint, dim=-1)
 
     def cluster_posterior_observed(self, x, observed) -> torch.Tensor:
-        """(N, K): p(z=k | x_o) = pi_k p(x_o | z=k) / sum_l pi_l p(x_o | z=l) (Bayes, with only
+        """(N, C): p(z=c | x_o) = pi_c p(x_o | z=c) / sum_l pi_l p(x_o | z=l) (Bayes, with only
         the observed pixels as evidence). x (N, P), observed (P,) or (N, P) bool."""
         joint, _, _ = self._joint_observed(x, observed)
         return torch.softmax(joint, dim=-1)
 
     def missing_marginals(self, x, observed) -> torch.Tensor:
-        """(N, P): p(x_nj = 1 | x_o) = sum_k p(z=k | x_o) p_kj at unobserved pixels j, and the
+        """(N, P): p(x_nj = 1 | x_o) = sum_c p(z=c | x_o) p_cj at unobserved pixels j, and the
         observed value x_nj (0 or 1) at observed ones. x (N, P), observed (P,) or (N, P) bool.
 
         Each missing pixel's probability is an average of the prototypes, weighted by how well
@@ -277,7 +277,7 @@ class BernoulliMixture(FiniteMixture):
         return torch.where(mask, x, guess)
 
     def log_prob_missing(self, x, observed) -> torch.Tensor:
-        """(N,): log p(x_m | x_o) = logsumexp_k [log p(z=k | x_o) + sum_{j missing} log Bern(x_j; p_kj)].
+        """(N,): log p(x_m | x_o) = logsumexp_c [log p(z=c | x_o) + sum_{j missing} log Bern(x_j; p_cj)].
 
         x (N, P) complete binary images: the values at the missing pixels are the completion being
         scored, those at observed pixels the evidence. Equals log p(x) - log p(x_o).
@@ -288,15 +288,15 @@ class BernoulliMixture(FiniteMixture):
 
     def sample_missing(self, x, observed, n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n_samples, N, P): exact samples of x_m ~ p(x_m | x_o) for every image, by ancestral
-        sampling: k ~ p(z | x_o), then each missing pixel j ~ Bernoulli(p_kj) independently.
+        sampling: c ~ p(z | x_o), then each missing pixel j ~ Bernoulli(p_cj) independently.
         Observed pixels are copied from x. x (N, P), observed (P,) or (N, P) bool.
 
-        The missing pixels of one sample share a k, so they are dependent (a whole top half of
+        The missing pixels of one sample share a c, so they are dependent (a whole top half of
         one digit), unlike sampling each pixel from its marginal ``missing_marginals``.
         """
         check_positive_int(n_samples, "n_samples")
         joint, x, mask = self._joint_observed(x, observed)
-        post = torch.softmax(joint, dim=-1)  # (N, K)
+        post = torch.softmax(joint, dim=-1)  # (N, C)
         k = torch.multinomial(post, n_samples, replacement=True, generator=generator).T  # (S, N)
         u = torch.rand(n_samples, *x.shape, generator=generator, dtype=self.dtype)
         bits = (u < self.probs[k]).to(self.dtype)  # (S, N, P)

@@ -1,7 +1,7 @@
 """Latent-variable models whose pieces the lecture names: prior p(z), decoder p(x|z),
 joint p(x, z), marginal p(x) and true posterior p(z|x).
 
-- ``FiniteMixture``: z takes K values, so p(x) and p(z|x) are exact sums over z (Lecture 6,
+- ``FiniteMixture``: z takes C values, so p(x) and p(z|x) are exact sums over z (Lecture 6,
   0:00-2:30). ``GaussianMixture`` is the mixture of Gaussians; EM (39:00) is shared by every
   finite mixture through ``em_step``.
 - ``LatentGaussianModel``: the "infinite mixture" z ~ N(0, I), x|z ~ N(mu_theta(z),
@@ -45,13 +45,13 @@ class EMStepReport:
 
 
 class FiniteMixture:
-    """A finite mixture: z ~ Categorical(weights) over K components, x | z=k ~ p_k(x).
+    """A finite mixture: z ~ Categorical(weights) over C components, x | z=c ~ p_c(x).
 
-    Subclasses define ``component_log_prob(x)`` (N, K) = log p(x_n | z=k) and ``m_step``.
-    Everything else (joint, marginal, posterior, ELBO, EM) is exact enumeration over k.
+    Subclasses define ``component_log_prob(x)`` (N, C) = log p(x_n | z=c) and ``m_step``.
+    Everything else (joint, marginal, posterior, ELBO, EM) is exact enumeration over c.
     """
 
-    weights: torch.Tensor  # (K,)
+    weights: torch.Tensor  # (C,)
 
     @property
     def n_components(self) -> int:
@@ -66,26 +66,26 @@ class FiniteMixture:
         raise NotImplementedError
 
     def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, K): log p(x_n | z = k)."""
+        """(N, C): log p(x_n | z = c)."""
         raise NotImplementedError
 
     def joint_log_prob(self, x) -> torch.Tensor:
-        """(N, K): log p(x_n, z = k) = log p(z = k) + log p(x_n | z = k)."""
+        """(N, C): log p(x_n, z = c) = log p(z = c) + log p(x_n | z = c)."""
         x = self._check_x(x)
         return self.weights.log() + self.component_log_prob(x)
 
     def log_marginal(self, x) -> torch.Tensor:
-        """(N,): log p(x_n) = log sum_k p(x_n, z = k), computed stably with log-sum-exp."""
+        """(N,): log p(x_n) = log sum_c p(x_n, z = c), computed stably with log-sum-exp."""
         return torch.logsumexp(self.joint_log_prob(x), dim=-1)
 
     def posterior(self, x) -> torch.Tensor:
-        """(N, K): p(z = k | x_n) = p(x_n, z = k) / p(x_n), the "responsibilities" (Bayes)."""
+        """(N, C): p(z = c | x_n) = p(x_n, z = c) / p(x_n), the "responsibilities" (Bayes)."""
         return torch.softmax(self.joint_log_prob(x), dim=-1)
 
     def elbo(self, x, q) -> torch.Tensor:
-        """(N,): ELBO(x_n; q_n) = sum_k q_nk [log p(x_n, z=k) - log q_nk], exact by enumeration.
+        """(N,): ELBO(x_n; q_n) = sum_c q_nc [log p(x_n, z=c) - log q_nc], exact by enumeration.
 
-        q: (N, K) rows of probabilities. ELBO <= log p(x_n), with equality iff q_n = p(z|x_n).
+        q: (N, C) rows of probabilities. ELBO <= log p(x_n), with equality iff q_n = p(z|x_n).
         """
         joint = self.joint_log_prob(x)
         q = as_tensor(q, "q").to(joint.dtype)
@@ -98,7 +98,7 @@ class FiniteMixture:
 
     @classmethod
     def m_step(cls, x: torch.Tensor, resp: torch.Tensor) -> "FiniteMixture":
-        """The parameters theta maximizing sum_n sum_k resp_nk log p(x_n, z=k; theta)."""
+        """The parameters theta maximizing sum_n sum_c resp_nc log p(x_n, z=c; theta)."""
         raise NotImplementedError
 
     def em_step(self, x) -> tuple["FiniteMixture", EMStepReport]:
@@ -115,25 +115,25 @@ class FiniteMixture:
 
 
 class GaussianMixture(FiniteMixture):
-    """Mixture of Gaussians: z ~ Categorical(weights), x | z=k ~ N(means[k], covs[k]).
+    """Mixture of Gaussians: z ~ Categorical(weights), x | z=c ~ N(means[c], covs[c]).
 
-    weights (K,), means (K, D), covs (K, D, D) symmetric positive definite.
+    weights (C,), means (C, D), covs (C, D, D) symmetric positive definite.
     """
 
     def __init__(self, weights, means, covs):
         weights = check_finite(as_tensor(weights, "weights"), "weights")
         means = check_finite(as_tensor(means, "means"), "means")
         covs = check_finite(as_tensor(covs, "covs"), "covs")
-        check_ndim(weights, "weights", 1, "(K,) mixture weights")
-        check_ndim(means, "means", 2, "(K, D): one mean per component")
-        check_ndim(covs, "covs", 3, "(K, D, D): one covariance matrix per component")
+        check_ndim(weights, "weights", 1, "(C,) mixture weights")
+        check_ndim(means, "means", 2, "(C, D): one mean per component")
+        check_ndim(covs, "covs", 3, "(C, D, D): one covariance matrix per component")
         dtype = torch.promote_types(torch.promote_types(weights.dtype, means.dtype), covs.dtype)
         weights, means, covs = weights.to(dtype), means.to(dtype), covs.to(dtype)
         K, Dm = means.shape
         if weights.shape[0] != K or covs.shape != (K, Dm, Dm):
             raise ValueError(
                 f"mismatched sizes: weights {tuple(weights.shape)}, means {tuple(means.shape)}, "
-                f"covs {tuple(covs.shape)}; expected (K,), (K, D), (K, D, D)"
+                f"covs {tuple(covs.shape)}; expected (C,), (C, D), (C, D, D)"
             )
         if (weights < 0).any() or abs(weights.sum().item() - 1) > 1e-4:
             raise ValueError(f"weights must be non-negative and sum to 1, got {weights.tolist()}")
@@ -153,7 +153,7 @@ class GaussianMixture(FiniteMixture):
         return check_last_dim(x, "x", self.dim, "the data dimension of the means").to(self.means.dtype)
 
     def components(self) -> D.MultivariateNormal:
-        """The decoder p(x | z=k) for all k, as a batch of K MultivariateNormals."""
+        """The decoder p(x | z=c) for all c, as a batch of C MultivariateNormals."""
         return D.MultivariateNormal(self.means, covariance_matrix=self.covs)
 
     def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
@@ -170,19 +170,19 @@ class GaussianMixture(FiniteMixture):
 
     @classmethod
     def m_step(cls, x: torch.Tensor, resp: torch.Tensor, reg: float = 1e-6) -> "GaussianMixture":
-        """weights_k = N_k / N, means_k = sum_n r_nk x_n / N_k,
-        covs_k = sum_n r_nk (x_n - means_k)(x_n - means_k)^T / N_k + reg * I, with N_k = sum_n r_nk."""
-        nk = resp.sum(0) + 1e-12  # (K,)
+        """weights_c = N_c / N, means_c = sum_n r_nc x_n / N_c,
+        covs_c = sum_n r_nc (x_n - means_c)(x_n - means_c)^T / N_c + reg * I, with N_c = sum_n r_nc."""
+        nk = resp.sum(0) + 1e-12  # (C,)
         weights = nk / nk.sum()
         means = resp.T @ x / nk[:, None]
-        diff = x[None, :, :] - means[:, None, :]  # (K, N, D)
+        diff = x[None, :, :] - means[:, None, :]  # (C, N, D)
         covs = torch.einsum("nk,kni,knj->kij", resp, diff, diff) / nk[:, None, None]
         covs = covs + reg * torch.eye(x.shape[1], dtype=covs.dtype)
         return cls(weights, means, covs)
 
     @classmethod
     def initialize(cls, x, n_components: int, generator: torch.Generator | None = None) -> "GaussianMixture":
-        """A starting point for EM: uniform weights, means at K distinct random data points,
+        """A starting point for EM: uniform weights, means at C distinct random data points,
         every covariance equal to the data's per-dimension variance (a round blob)."""
         x = check_finite(as_tensor(x, "x"), "x")
         check_ndim(x, "x", 2, "(N, D): a batch of points")

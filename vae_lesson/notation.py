@@ -32,6 +32,34 @@ WHO_IS_WHO: tuple[Role, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class Symbol:
+    symbol: str  # LaTeX, without the dollar signs
+    meaning: str
+
+
+# One meaning per symbol across the collection (tests/test_notation.py checks the notebooks for
+# the old double meanings).
+SYMBOLS: tuple[Symbol, ...] = (
+    Symbol("x", "a data point: an 8x8 digit as 64 pixels ($D = 64$), or a point in the plane (01-03); $x_i$ the $i$-th of $N$"),
+    Symbol("z", "its latent variable: $d$ numbers, or one of $C$ values when discrete"),
+    Symbol(r"\theta", "the generative model's parameters: the prior's and the decoder's"),
+    Symbol(r"\phi", r"the variational parameters: $\phi_i$ of one data point's $q$ (04), a categorical $q$'s logits (05), "
+                    "the encoder's weights (06, 07)"),
+    Symbol("K", r"the number of samples $z_1, \dots, z_K$ in a Monte Carlo estimate ($\log p_K(x)$, the importance-weighted bound)"),
+    Symbol("C", "the number of values of a discrete $z$: a mixture's components (01, 04), a categorical's categories (05); index $c$"),
+    Symbol(r"\eta", r"a logit: $\phi = \mathrm{sigmoid}(\eta)$ (04)"),
+    Symbol(r"\lambda", r"the encoder's weights while 06 introduces them ($\phi_i \approx f_\lambda(x_i)$), then called $\phi$"),
+)
+
+
+def symbols_markdown() -> str:
+    """The symbols table as Markdown."""
+    lines = ["| symbol | means, everywhere in the course |", "|---|---|"]
+    lines += [f"| ${s.symbol}$ | {s.meaning} |" for s in SYMBOLS]
+    return "\n".join(lines)
+
+
 def who_is_who_markdown() -> str:
     """The who's-who table as Markdown (render it with ``IPython.display.Markdown``)."""
     lines = [
@@ -46,4 +74,5 @@ def who_is_who_markdown() -> str:
         "**true posterior**, which we usually cannot compute; $q_\\phi(z \\mid x)$ is the **encoder**, "
         "our approximation of it. Log-probabilities are in nats (natural log)."
     )
+    lines += ["", symbols_markdown()]
     return "\n".join(lines)

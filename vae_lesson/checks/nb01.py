@@ -7,19 +7,19 @@ from ..models import GaussianMixture
 from ._core import CheckResult, compare, run_check
 
 
-def _random_mixture(seed: int, K: int = 4, D: int = 3) -> tuple[torch.Tensor, ...]:
+def _random_mixture(seed: int, C: int = 4, D: int = 3) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
-    weights = torch.rand(K, generator=g) + 0.2
+    weights = torch.rand(C, generator=g) + 0.2
     weights = weights / weights.sum()
-    means = 2 * torch.randn(K, D, generator=g)
-    a = torch.randn(K, D, D, generator=g)
+    means = 2 * torch.randn(C, D, generator=g)
+    a = torch.randn(C, D, D, generator=g)
     covs = a @ a.transpose(-1, -2) / D + 0.3 * torch.eye(D)
     x = 2 * torch.randn(7, D, generator=g)
     return x, weights, means, covs
 
 
 def _mixture_cases(x=None, weights=None, means=None, covs=None):
-    cases = [_random_mixture(101), _random_mixture(202, K=2, D=2)]
+    cases = [_random_mixture(101), _random_mixture(202, C=2, D=2)]
     if x is not None:
         cases.insert(0, (torch.as_tensor(x), torch.as_tensor(weights), torch.as_tensor(means), torch.as_tensor(covs)))
     return cases
@@ -30,8 +30,8 @@ def _component_log_probs(x, means, covs):
 
 
 def mixture_log_density(student_fn, x=None, weights=None, means=None, covs=None) -> CheckResult:
-    """Exercise 01.1: student_fn(x (N, D), weights (K,), means (K, D), covs (K, D, D)) -> (N,)
-    log p(x_n) = log sum_k pi_k N(x_n; mu_k, Sigma_k)."""
+    """Exercise 01.1: student_fn(x (N, D), weights (C,), means (C, D), covs (C, D, D)) -> (N,)
+    log p(x_n) = log sum_c pi_c N(x_n; mu_c, Sigma_c)."""
 
     def body():
         for xs, w, m, c in _mixture_cases(x, weights, means, covs):
@@ -40,9 +40,9 @@ def mixture_log_density(student_fn, x=None, weights=None, means=None, covs=None)
             mistakes = {
                 "you summed the log-densities over the components; the log of a sum is not a sum of logs: "
                 "use torch.logsumexp over the component axis.": (w.log() + comp).sum(-1),
-                "the mixture weights pi_k are missing: add log pi_k to each component's log-density.":
+                "the mixture weights pi_c are missing: add log pi_c to each component's log-density.":
                     torch.logsumexp(comp, -1),
-                "you averaged the components with equal weights 1/K instead of the mixture weights pi_k.":
+                "you averaged the components with equal weights 1/C instead of the mixture weights pi_c.":
                     torch.logsumexp(comp, -1) - torch.log(torch.tensor(float(len(w)))),
                 "you took the max over components (a hard assignment) instead of log-sum-exp (a sum over z).":
                     (w.log() + comp).max(-1).values,
@@ -50,35 +50,35 @@ def mixture_log_density(student_fn, x=None, weights=None, means=None, covs=None)
             compare(student_fn(xs, w, m, c), expected, "log p(x)", mistakes)
 
     return run_check("Exercise 01.1 (log-density of a mixture)", body,
-                     "log p(x) = logsumexp_k [log pi_k + log N(x; mu_k, Sigma_k)], one value per data point.", student_fn)
+                     "log p(x) = logsumexp_c [log pi_c + log N(x; mu_c, Sigma_c)], one value per data point.", student_fn)
 
 
 def responsibilities(student_fn, x=None, weights=None, means=None, covs=None) -> CheckResult:
-    """Exercise 01.2: student_fn(x (N, D), weights (K,), means (K, D), covs (K, D, D)) -> (N, K)
-    p(z = k | x_n) = pi_k N(x_n; mu_k, Sigma_k) / sum_j pi_j N(x_n; mu_j, Sigma_j)."""
+    """Exercise 01.2: student_fn(x (N, D), weights (C,), means (C, D), covs (C, D, D)) -> (N, C)
+    p(z = c | x_n) = pi_c N(x_n; mu_c, Sigma_c) / sum_j pi_j N(x_n; mu_j, Sigma_j)."""
 
     def body():
         for xs, w, m, c in _mixture_cases(x, weights, means, covs):
             expected = GaussianMixture(w, m, c).posterior(xs)
             joint = w.log() + _component_log_probs(xs, m, c)
             mistakes = {
-                "your rows do not sum to 1 over the components: you returned the joint p(x, z=k); "
-                "divide by p(x) = sum_k p(x, z=k).": joint.exp(),
+                "your rows do not sum to 1 over the components: you returned the joint p(x, z=c); "
+                "divide by p(x) = sum_c p(x, z=c).": joint.exp(),
                 "you normalized over the data points (axis 0); responsibilities sum to 1 over the "
-                "components k for each data point.": torch.softmax(joint, 0),
-                "the prior weights pi_k are missing from Bayes' rule.":
+                "components c for each data point.": torch.softmax(joint, 0),
+                "the prior weights pi_c are missing from Bayes' rule.":
                     torch.softmax(_component_log_probs(xs, m, c), -1),
                 "you returned log-responsibilities; exponentiate them.": torch.log_softmax(joint, -1),
             }
             compare(student_fn(xs, w, m, c), expected, "p(z|x)", mistakes)
 
     return run_check("Exercise 01.2 (posterior responsibilities)", body,
-                     "Bayes: p(z=k|x) = p(x, z=k) / p(x); in log space, torch.softmax(log pi + log N, dim=-1).", student_fn)
+                     "Bayes: p(z=c|x) = p(x, z=c) / p(x); in log space, torch.softmax(log pi + log N, dim=-1).", student_fn)
 
 
 def m_step_means(student_fn, x=None, resp=None) -> CheckResult:
-    """Exercise 01.3: student_fn(x (N, D), resp (N, K)) -> (K, D) new means
-    mu_k = sum_n r_nk x_n / sum_n r_nk."""
+    """Exercise 01.3: student_fn(x (N, D), resp (N, C)) -> (C, D) new means
+    mu_c = sum_n r_nc x_n / sum_n r_nc."""
 
     def body():
         g = torch.Generator().manual_seed(7)
@@ -89,13 +89,13 @@ def m_step_means(student_fn, x=None, resp=None) -> CheckResult:
         for xs, r in cases:
             expected = r.T @ xs / r.sum(0)[:, None]
             mistakes = {
-                "you forgot to divide by N_k = sum_n r_nk (the effective number of points of component k).":
+                "you forgot to divide by N_c = sum_n r_nc (the effective number of points of component c).":
                     r.T @ xs,
-                "you divided by the total number of points N instead of N_k = sum_n r_nk.": r.T @ xs / xs.shape[0],
-                "you took the plain average of all points; weight each point by its responsibility r_nk.":
+                "you divided by the total number of points N instead of N_c = sum_n r_nc.": r.T @ xs / xs.shape[0],
+                "you took the plain average of all points; weight each point by its responsibility r_nc.":
                     xs.mean(0).expand(r.shape[1], -1),
             }
             compare(student_fn(xs, r), expected, "new means", mistakes)
 
     return run_check("Exercise 01.3 (M-step for the means)", body,
-                     "mu_k = sum_n r_nk x_n / sum_n r_nk; in matrix form resp.T @ x / resp.sum(0)[:, None].", student_fn)
+                     "mu_c = sum_n r_nc x_n / sum_n r_nc; in matrix form resp.T @ x / resp.sum(0)[:, None].", student_fn)

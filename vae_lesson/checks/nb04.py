@@ -62,25 +62,25 @@ def linear_gaussian_elbo(student_fn) -> CheckResult:
 
 
 def missing_pixel_marginals(student_fn) -> CheckResult:
-    """Exercise 04.2: student_fn(x (P,), observed (P,) bool, weights (K,), probs (K, P)) -> (M,)
+    """Exercise 04.2: student_fn(x (P,), observed (P,) bool, weights (C,), probs (C, P)) -> (M,)
     p(x_j = 1 | x_bottom) for the M hidden pixels j (in pixel order):
-    r_k = p(z=k | x_bottom) (Bayes over the observed pixels only), then sum_k r_k probs[k, j]."""
+    r_c = p(z=c | x_bottom) (Bayes over the observed pixels only), then sum_c r_c probs[c, j]."""
 
     def body():
         g = torch.Generator().manual_seed(42)
-        for K, P in ((4, 16), (3, 64), (1, 6)):
-            weights = torch.softmax(torch.randn(K, generator=g, dtype=torch.float64), 0)
-            probs = torch.rand(K, P, generator=g, dtype=torch.float64) * 0.9 + 0.05
+        for C, P in ((4, 16), (3, 64), (1, 6)):
+            weights = torch.softmax(torch.randn(C, generator=g, dtype=torch.float64), 0)
+            probs = torch.rand(C, P, generator=g, dtype=torch.float64) * 0.9 + 0.05
             x = (torch.rand(P, generator=g, dtype=torch.float64) < 0.5).to(torch.float64)
             observed = torch.zeros(P, dtype=torch.bool)
             observed[P // 2:] = True
-            bern = x * probs.log() + (1 - x) * torch.log1p(-probs)  # (K, P)
+            bern = x * probs.log() + (1 - x) * torch.log1p(-probs)  # (C, P)
             r = torch.softmax(weights.log() + bern[:, observed].sum(-1), 0)
             expected = (r @ probs)[~observed]
             mistakes = {
                 "you used the hidden pixels in Bayes' rule: only the observed (bottom) pixels are evidence.":
                     (torch.softmax(weights.log() + bern.sum(-1), 0) @ probs)[~observed],
-                "the prior weights pi_k are missing from Bayes' rule.":
+                "the prior weights pi_c are missing from Bayes' rule.":
                     (torch.softmax(bern[:, observed].sum(-1), 0) @ probs)[~observed],
                 "you averaged the prototypes with the prior weights only: the observed pixels must update them.":
                     (weights @ probs)[~observed],

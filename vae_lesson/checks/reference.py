@@ -13,17 +13,17 @@ from torch import distributions as D
 
 
 def mixture_log_density(x, weights, means, covs):
-    """log p(x_n) = logsumexp_k [log pi_k + log N(x_n; mu_k, Sigma_k)]: (N, D) -> (N,)."""
+    """log p(x_n) = logsumexp_c [log pi_c + log N(x_n; mu_c, Sigma_c)]: (N, D) -> (N,)."""
     return torch.logsumexp(weights.log() + D.MultivariateNormal(means, covariance_matrix=covs).log_prob(x[:, None, :]), -1)
 
 
 def responsibilities(x, weights, means, covs):
-    """p(z = k | x_n): (N, D) -> (N, K)."""
+    """p(z = c | x_n): (N, D) -> (N, C)."""
     return torch.softmax(weights.log() + D.MultivariateNormal(means, covariance_matrix=covs).log_prob(x[:, None, :]), -1)
 
 
 def m_step_means(x, resp):
-    """mu_k = sum_n r_nk x_n / sum_n r_nk: (N, D), (N, K) -> (K, D)."""
+    """mu_c = sum_n r_nc x_n / sum_n r_nc: (N, D), (N, C) -> (C, D)."""
     return resp.T @ x / resp.sum(0)[:, None]
 
 
