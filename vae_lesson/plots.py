@@ -155,16 +155,13 @@ def em_bounds(reports: Sequence[EMStepReport], ax=None, gap_ax=None) -> Figure:
     e = np.array([r.elbo_after_e for r in reports])
     m = np.array([r.elbo_after_m for r in reports])
     kl = ll_after - m
-    # log p(x): (t, before) -> (t + 0.5, after) -> (t + 1, before of the next iteration) ...
-    ll_x = np.column_stack([t, t + 0.5]).ravel()
-    ll_y = np.column_stack([ll_before, ll_after]).ravel()
-    # ELBO: (t, after E) -> (t + 0.5, after M) -> (t + 1, after the next E) ...
-    elbo_x = np.column_stack([t, t + 0.5]).ravel()
-    elbo_y = np.column_stack([e, m]).ravel()
+    steps_x = np.column_stack([t, t + 0.5]).ravel()  # after each E-step, after each M-step
+    ll_y = np.column_stack([ll_before, ll_after]).ravel()  # log p(x): flat across each E-step
+    elbo_y = np.column_stack([e, m]).ravel()  # the ELBO: up in the M-step, up to log p(x) in the E-step
     for i in t:
         ax.axvspan(i, i + 0.5, color="0.92", lw=0, zorder=0)
-    ax.plot(ll_x, ll_y, "-o", color="C0", lw=1.8, ms=5, label="log p(x; theta)")
-    ax.plot(elbo_x, elbo_y, "-", color="C1", lw=1.5, label="ELBO(theta, q)")
+    ax.plot(steps_x, ll_y, "-o", color="C0", lw=1.8, ms=5, label="log p(x; theta)")
+    ax.plot(steps_x, elbo_y, "-", color="C1", lw=1.5, label="ELBO(theta, q)")
     ax.plot(t, e, "^", color="C2", ms=7, label="ELBO after E-step (tight)")
     ax.plot(t + 0.5, m, "v", color="C1", ms=7, label="ELBO after M-step")
     lo, hi = min(e.min(), m.min()), ll_after.max()
