@@ -1,6 +1,6 @@
 """Benchmarks: how fast the course runs, how responsive its widgets are, and how good its VAE is.
 
-    .venv/bin/python benchmarks/run.py                     # notebooks, widgets, vae, amortization
+    .venv/bin/python benchmarks/run.py                     # notebooks, widgets, vae, amortization, ablation
     .venv/bin/python benchmarks/run.py --only vae,widgets  # some sections
     .venv/bin/python benchmarks/run.py --install           # also time a fresh install (slow)
     .venv/bin/python benchmarks/run.py --readme            # and put the tables into README.md
@@ -22,6 +22,12 @@ Measures on the machine it runs on and writes ``benchmarks/results.json`` and
   ("2d" recipe) on the same held-out set. Single-threaded, as the notebooks run.
 - ``amortization``: notebook 06's held-out averages: encoder ELBO, refined ELBO, log p(x), and the
   two gaps, with standard errors.
+- ``ablation``: the course recipe against the recipe with one of its extras removed at a time
+  (one hidden layer instead of two, ReLU instead of SiLU, a constant learning rate instead of the
+  cosine decay, no threshold jitter), the same steps and seed each; held-out ELBO (100 samples)
+  and log p(x) (K = 1000), training ELBO, in nats per image, and each extra's gain (course minus
+  ablation, paired over the same test images, with its standard error). Also written to
+  ``vae_lesson/ablation.json``, from which notebook 07 quotes each extra's effect. Single-threaded.
 - ``install`` (only with --install): wall time and size of a fresh environment made as
   ``python3 dev.py lab`` makes it (a venv, ``pip install -r requirements.txt``).
 """
@@ -43,7 +49,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks"
-SECTIONS = ("notebooks", "widgets", "vae", "amortization", "install")
+SECTIONS = ("notebooks", "widgets", "vae", "amortization", "ablation", "install")
+ABLATION_JSON = ROOT / "vae_lesson" / "ablation.json"
 TARGETS = {"notebook_s": 60.0, "early_notebook_s": 30.0, "collection_s": 240.0, "widget_median_ms": 30.0,
            "widget_p95_ms": 100.0, "peak_mib": 1536.0, "latent_2d_logpx": -18.5}
 
@@ -115,8 +122,8 @@ def _builders():
 
     def refinement():  # as notebook 06: the widget shows section 4's refinement of all 360 test digits
         model = vae.trained_vae("course", progress=False)
-        refined = vae.refine(model, digits.x_test, n_steps=200, record_at=[0, 5, 10, 15, 20, 30, 40, 50, 75, 100, 150, 200])
-        log_px = model.log_marginal(digits.x_test, n_samples=1000)
+        refined = vae.refine(model, digits.x_test, n_steps=200, record_at=[0, 25, 50, 100, 200])
+        log_px = model.log_marginal(digits.x_test, n_samples=1000, seed=1, proposal=refined.q)
         return widgets.refinement_explorer(model, digits.x_test, digits.y_test, log_px, refined=refined)
 
     def latent():
@@ -124,6 +131,9 @@ def _builders():
 
     def interpolation():
         return widgets.interpolation_explorer(vae.trained_vae("2d", progress=False), digits.x_test, digits.y_test)
+
+    def posterior():  # as notebook 07: the true posterior of a test digit on a grid, beside two q's
+        return widgets.posterior_explorer(vae.trained_vae("2d", progress=False), digits.x_test, digits.y_test, first=33)
 
     grid = lambda lo, hi, n: [lo + (hi - lo) * i / (n - 1) for i in range(n)]  # noqa: E731
     return [
@@ -137,6 +147,7 @@ def _builders():
         ("refinement_explorer (new digit)", refinement, "digit", list(range(0, 360, 3))),
         ("latent_explorer", latent, "z1", [round(v, 2) for v in grid(-2.5, 2.5, 51)]),
         ("interpolation_explorer", interpolation, "second", list(range(2, 60))),
+        ("posterior_explorer (new digit)", posterior, "digit", list(range(0, 360, 7))),
     ]
 
 
@@ -306,7 +317,7 @@ def bench_amortization() -> dict:
         os.environ["VAE_LESSON_CACHE"] = cache
         model = vae.trained_vae("course", progress=False)
     refined = vae.refine(model, x_test, n_steps=200)  # as notebook 06
-    log_px = model.log_marginal(x_test, n_samples=5000, seed=0)
+    log_px = model.log_marginal(x_test, n_samples=1000, seed=1, proposal=refined.q)  # as notebook 06
     enc, ref = refined.elbo[0], refined.elbo[-1]
     se = lambda v: round(float(v.std() / math.sqrt(v.numel())), 3)  # noqa: E731
     gaps = vae.amortization_gaps(enc, ref, log_px)
@@ -328,6 +339,61 @@ def bench_amortization() -> dict:
     out["refine_200_steps_ms"] = round(1000 * (time.perf_counter() - start), 1)
     print(f"  gaps: approximation {out['approximation_gap']}, amortization {out['amortization_gap']}", flush=True)
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# ablation: what each extra of the course recipe buys
+
+
+ABLATIONS = {  # name -> (what is changed, Recipe fields, train_vae's lr_schedule)
+    "course recipe": ("nothing: two layers of 200 SiLU units, cosine learning rate, threshold jitter 0.2", {}, "cosine"),
+    "one hidden layer": ("one layer of 200 units in the encoder and in the decoder instead of two", {"layers": 1}, "cosine"),
+    "ReLU": ("ReLU units instead of SiLU", {"activation": "relu"}, "cosine"),
+    "constant learning rate": ("the learning rate held at its start value instead of a half-cosine decay to 0", {}, "constant"),
+    "no jitter": ("every image binarized at 0.5 each time instead of a random threshold in 0.5 +- 0.2",
+                  {"threshold_jitter": 0.0}, "cosine"),
+}
+
+
+def bench_ablation(out_json: Path = ABLATION_JSON) -> dict:
+    """Train the course recipe and each ablation (same steps, same seed, one thread) and evaluate on the
+    held-out digits; write the table to ``out_json`` for notebook 07."""
+    import dataclasses
+
+    import torch
+
+    from vae_lesson import data, vae
+    from vae_lesson.seeding import seed_everything
+
+    seed_everything(0)
+    grey, binary = data.load_digits(), data.load_digits(binarized=True)
+    base = vae.Recipe()
+    rows, course = {}, {}
+    for name, (change, fields, schedule) in ABLATIONS.items():
+        recipe = dataclasses.replace(base, **fields)
+        model, history = vae.train_vae(recipe, grey.x_train, progress=False, lr_schedule=schedule)
+        with torch.no_grad():
+            test_elbo = model.elbo(binary.x_test, n_samples=100, seed=0).elbo
+            train_elbo = model.elbo(binary.x_train, n_samples=100, seed=0).elbo
+            log_px = model.log_marginal(binary.x_test, n_samples=1000, seed=0)
+        se = lambda v: round(float(v.std() / math.sqrt(v.numel())), 3)  # noqa: E731
+        rows[name] = {"change": change, "recipe": {**dataclasses.asdict(recipe), "lr_schedule": schedule},
+                      "test_elbo": round(float(test_elbo.mean()), 3), "test_elbo_se": se(test_elbo),
+                      "test_logpx": round(float(log_px.mean()), 3), "test_logpx_se": se(log_px),
+                      "train_elbo": round(float(train_elbo.mean()), 3), "seconds": round(history.seconds, 1)}
+        if not course:
+            course = {"elbo": test_elbo, "logpx": log_px}
+        else:  # what removing the extra costs, paired over the same test images: course minus this row
+            for key, v in (("elbo", test_elbo), ("logpx", log_px)):
+                diff = course[key] - v
+                rows[name][f"{key}_gain"] = round(float(diff.mean()), 3)
+                rows[name][f"{key}_gain_se"] = se(diff)
+        print(f"  {name}: test ELBO {rows[name]['test_elbo']}, log p(x) {rows[name]['test_logpx']}, "
+              f"train ELBO {rows[name]['train_elbo']} ({history.seconds:.0f} s)", flush=True)
+    result = {"n_steps": base.n_steps, "seed": base.seed, "logpx_samples": 1000, "elbo_samples": 100,
+              "n_test": int(binary.x_test.shape[0]), "units": "nats per image", "rows": rows}
+    out_json.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,10 +463,22 @@ def markdown(results: dict) -> str:
         lines += ["", "| held-out averages (notebook 06), nats per image | value |", "|---|---|",
                   f"| encoder ELBO | {a['encoder_elbo']:.3f} ± {a['encoder_elbo_se']:.3f} |",
                   f"| refined ELBO ({a['refine_steps']} steps) | {a['refined_elbo']:.3f} ± {a['refined_elbo_se']:.3f} |",
-                  f"| log p(x), K = 5000 | {a['logpx']:.3f} ± {a['logpx_se']:.3f} |",
+                  f"| log p(x), K = 1000 from the refined q | {a['logpx']:.3f} ± {a['logpx_se']:.3f} |",
                   f"| approximation gap | {a['approximation_gap']:.3f} ± {a['approximation_gap_se']:.3f} |",
                   f"| amortization gap | {a['amortization_gap']:.3f} ± {a['amortization_gap_se']:.3f} |",
                   f"| time per new image: encoder / 200 refinement steps | {a['encoder_forward_ms']} ms / {a['refine_200_steps_ms']} ms |"]
+    if "ablation" in results:
+        a = results["ablation"]
+        lines += ["", f"What each extra of the course recipe buys ({a['n_steps']} steps, seed {a['seed']}, one removed at a time; "
+                      f"held-out digits, nats per image, log p(x) with K = {a['logpx_samples']}; the extra's gain = course minus "
+                      "the row, paired over the same images, ± standard error):", "",
+                  "| recipe | test ELBO | test log p(x) | train ELBO | gain in test ELBO | gain in test log p(x) |",
+                  "|---|---|---|---|---|---|"]
+        for name, r in a["rows"].items():
+            gains = ("| | |" if name == "course recipe" else
+                     f"| {r['elbo_gain']:+.2f} ± {r['elbo_gain_se']:.2f} | {r['logpx_gain']:+.2f} ± {r['logpx_gain_se']:.2f} |")
+            lines.append(f"| {name} | {r['test_elbo']:.2f} | {r['test_logpx']:.2f} ± {r['test_logpx_se']:.2f} | "
+                         f"{r['train_elbo']:.2f} {gains}")
     if "install" in results:
         i = results["install"]
         lines += ["", f"Fresh install (venv + `pip install -r requirements.txt`): {i['seconds']:.0f} s, {i['size_mib']} MiB."]
@@ -409,7 +487,7 @@ def markdown(results: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="notebooks,widgets,vae,amortization",
+    parser.add_argument("--only", default="notebooks,widgets,vae,amortization,ablation",
                         help=f"comma-separated sections from {', '.join(SECTIONS)}")
     parser.add_argument("--install", action="store_true", help="also time a fresh install (slow)")
     parser.add_argument("--budget", type=float, default=20.0, help="training seconds for each VAE (default 20)")
@@ -430,7 +508,7 @@ def main(argv=None) -> None:
     results["machine"] = machine()
     runners = {"notebooks": bench_notebooks, "widgets": lambda: bench_widgets(args.updates),
                "vae": lambda: bench_vae(args.budget, list(range(args.seeds))), "amortization": bench_amortization,
-               "install": bench_install}
+               "ablation": bench_ablation, "install": bench_install}
     for section in sections:
         print(f"{section}:", flush=True)
         results[section] = runners[section]()

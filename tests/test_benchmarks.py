@@ -78,3 +78,56 @@ def test_markdown_reports_every_section_and_marks_missed_targets(bench):
     assert "**-16.10**" in text and "-16.80" in text and "-18.10" in text
     assert "0.470 ± 0.010" in text
     assert "+0.70 ± 0.03" in text
+
+
+def _ablation_output(nb_path):
+    """The stored stdout of notebook 07's cell that quotes the ablation table."""
+    import nbformat
+
+    cells = [c for c in nbformat.read(nb_path, as_version=4).cells
+             if c.cell_type == "code" and "vae.recipe_ablation()" in c.source]
+    assert len(cells) == 1
+    return "".join(o.get("text", "") for o in cells[0].outputs if o.output_type == "stream")
+
+
+def test_ablation_table_has_its_structure_and_notebook_07_quotes_it(bench):
+    """vae_lesson/ablation.json (written by `run.py --only ablation`): one row per entry of ABLATIONS, each
+    the course recipe with exactly the named change, same steps and seed; notebook 07 prints its gains."""
+    import dataclasses
+
+    from vae_lesson import vae
+
+    table = vae.recipe_ablation()
+    course = dataclasses.asdict(vae.Recipe())
+    assert table["n_steps"] == course["n_steps"] and table["seed"] == course["seed"]
+    assert list(table["rows"]) == list(bench.ABLATIONS)
+    for name, row in table["rows"].items():
+        _, fields, schedule = bench.ABLATIONS[name]
+        assert row["recipe"] == {**course, **fields, "lr_schedule": schedule}
+        assert row["test_logpx"] > row["test_elbo"]  # log p(x) >= ELBO, with K = 1000 vs a 100-sample ELBO
+        if name != "course recipe":
+            assert row["recipe"] != {**course, "lr_schedule": "cosine"}  # something really is removed
+            for key in ("elbo", "logpx"):
+                assert row[f"{key}_gain_se"] > 0
+                expected = table["rows"]["course recipe"][f"test_{key}"] - row[f"test_{key}"]
+                assert math.isclose(row[f"{key}_gain"], expected, abs_tol=0.002)  # paired mean = difference of means
+    out = _ablation_output(ROOT / "notebooks" / "07_vae.ipynb")
+    for name, row in table["rows"].items():
+        if name != "course recipe":
+            assert f"test ELBO {row['elbo_gain']:+.2f} ± {row['elbo_gain_se']:.2f}" in out, name
+            assert f"test log p(x) {row['logpx_gain']:+.2f} ± {row['logpx_gain_se']:.2f}" in out, name
+            assert f"training ELBO without it: {row['train_elbo']:.2f}" in out, name
+
+
+def test_markdown_reports_the_ablation(bench):
+    row = {"test_elbo": -17.5, "test_logpx": -16.7, "test_logpx_se": 0.2, "train_elbo": -16.0,
+           "elbo_gain": 0.48, "elbo_gain_se": 0.05, "logpx_gain": 0.53, "logpx_gain_se": 0.04}
+    results = {"machine": {"date": "2026-01-01 00:00 UTC", "cpu": "CPU", "cores": 2, "python": "3.11", "torch": "2.13.0",
+                           "torch_threads": 1},
+               "ablation": {"n_steps": 6000, "seed": 0, "logpx_samples": 1000,
+                            "rows": {"course recipe": {"test_elbo": -17.02, "test_logpx": -16.17, "test_logpx_se": 0.19,
+                                                       "train_elbo": -15.78}, "ReLU": row}}}
+    text = bench.markdown(results)
+    line = next(ln for ln in text.splitlines() if ln.startswith("| ReLU"))
+    assert "+0.48 ± 0.05" in line and "+0.53 ± 0.04" in line and "-16.70 ± 0.20" in line
+    assert "| course recipe | -17.02 |" in text

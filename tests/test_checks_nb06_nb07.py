@@ -484,3 +484,150 @@ def test_iw_mistakes_with_the_notebooks_model(notebook_inputs, capsys):
 def test_gaps_per_image_accepts_float32(capsys):
     """A student who works in float32 (torch's default) is right, not off by round-off."""
     assert checks.gaps_per_image(lambda e, r, l: ((l - r).float(), (r - e).float()))
+
+
+# --- 07.4 one training step -------------------------------------------------------------------------
+
+def _terms(model, x, sample="rsample"):
+    mean, log_std = model.encoder.params(x)
+    q = D.Normal(mean, log_std.exp())
+    z = q.rsample() if sample == "rsample" else q.sample()
+    rec = D.Independent(D.Bernoulli(logits=model.decoder.logits(z)), 1).log_prob(x)
+    kl = D.kl_divergence(q, D.Normal(torch.zeros_like(mean), torch.ones_like(mean))).sum(-1)
+    return rec, kl
+
+
+def step_right_distributions(model, x_batch, optimizer):
+    """Written independently of the package: torch.distributions' KL, Bernoulli on the logits."""
+    rec, kl = _terms(model, x_batch)
+    loss = -(rec - kl).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {"loss": loss.item(), "elbo": -loss.item()}
+
+
+def step_right_by_hand(model, x_batch, optimizer):
+    """mean + std * randn_like, BCE with logits, the KL formula; returns only the loss."""
+    mean, log_std = model.encoder.params(x_batch)
+    z = mean + log_std.exp() * torch.randn_like(mean)
+    rec = -F.binary_cross_entropy_with_logits(model.decoder.logits(z), x_batch, reduction="none").sum(-1)
+    kl = 0.5 * (torch.exp(2 * log_std) + mean**2 - 1 - 2 * log_std).sum(-1)
+    loss = -(rec - kl).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {"loss": loss}
+
+
+def step_not_done(model, x_batch, optimizer):
+    raise NotImplementedError()
+
+
+def _step_with(loss_of):
+    def step(model, x_batch, optimizer):
+        loss = loss_of(model, x_batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        return {"loss": loss.item()}
+    return step
+
+
+def _loss_ascending(model, x):
+    rec, kl = _terms(model, x)
+    return (rec - kl).mean()
+
+
+def _loss_no_kl(model, x):
+    rec, _ = _terms(model, x)
+    return -rec.mean()
+
+
+def _loss_sample(model, x):
+    rec, kl = _terms(model, x, sample="sample")
+    return -(rec - kl).mean()
+
+
+def _loss_pixel_mean(model, x):
+    mean, log_std = model.encoder.params(x)
+    z = mean + log_std.exp() * torch.randn_like(mean)
+    rec = -F.binary_cross_entropy_with_logits(model.decoder.logits(z), x)  # averaged over pixels and images
+    kl = 0.5 * (torch.exp(2 * log_std) + mean**2 - 1 - 2 * log_std).sum(-1)
+    return -(rec - kl.mean())
+
+
+step_ascending, step_no_kl, step_sample = _step_with(_loss_ascending), _step_with(_loss_no_kl), _step_with(_loss_sample)
+step_pixel_mean = _step_with(_loss_pixel_mean)
+
+
+def step_not_zeroed(model, x_batch, optimizer):
+    rec, kl = _terms(model, x_batch)
+    loss = -(rec - kl).mean()
+    loss.backward()  # the gradient left from the previous step is added to this one
+    optimizer.step()
+    return {"loss": loss.item()}
+
+
+def step_no_optimizer_step(model, x_batch, optimizer):
+    rec, kl = _terms(model, x_batch)
+    loss = -(rec - kl).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    return {"loss": loss.item()}
+
+
+def step_two_samples(model, x_batch, optimizer):
+    """Draws its own noise twice: a different update from the seeded reference."""
+    _terms(model, x_batch)
+    return step_right_distributions(model, x_batch, optimizer)
+
+
+def step_returns_a_float(model, x_batch, optimizer):
+    return step_right_distributions(model, x_batch, optimizer)["loss"]
+
+
+def step_returns_the_elbo_as_loss(model, x_batch, optimizer):
+    out = step_right_distributions(model, x_batch, optimizer)
+    return {"loss": -out["loss"]}
+
+
+@pytest.mark.parametrize("right", [reference.training_step, step_right_distributions, step_right_by_hand])
+def test_training_step_passes_right_answers(right, notebook_inputs, capsys):
+    assert checks.training_step(right).passed
+    assert checks.training_step(right, *notebook_inputs).passed
+    assert capsys.readouterr().out.count("✅") == 2
+
+
+def test_training_step_not_done_yet(capsys):
+    result = checks.training_step(step_not_done)
+    assert not result.passed and "not done yet" in capsys.readouterr().out
+
+
+def test_training_step_leaves_the_callers_model_and_random_state_alone(notebook_inputs, capsys):
+    model, x = notebook_inputs
+    before = [p.detach().clone() for p in model.parameters()]
+    torch.manual_seed(3)
+    checks.training_step(reference.training_step, model, x)
+    after_check = torch.rand(1)
+    torch.manual_seed(3)
+    assert torch.equal(after_check, torch.rand(1))
+    assert all(torch.equal(a, p) for a, p in zip(before, model.parameters()))
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("wrong, phrase", [
+    (step_ascending, "the update goes the wrong way"),
+    (step_no_kl, "the KL term is left out"),
+    (step_sample, "sample() instead of rsample()"),
+    (step_pixel_mean, "averaged over the 64 pixels instead of summed"),
+    (step_not_zeroed, "the optimizer was not zeroed"),
+    (step_no_optimizer_step, "the parameters did not move"),
+    (step_two_samples, "the parameter update differs from the reference step's"),
+    (step_returns_a_float, "return a dict"),
+    (step_returns_the_elbo_as_loss, "the returned loss is"),
+    (lambda m, x, o: None, "returned None"),
+])
+def test_training_step_mistakes(wrong, phrase, notebook_inputs, capsys):
+    assert_caught(lambda: checks.training_step(wrong), phrase, capsys)
+    assert_caught(lambda: checks.training_step(wrong, *notebook_inputs), phrase, capsys)

@@ -77,11 +77,11 @@ def test_the_time_per_new_image_of_notebook_06():
 
 def test_the_gaps_of_notebook_06():
     printed = stored_output("06")
-    q_phi, refined = find(rf"K = 5000 from proposal q_phi\(z\|x\) ({NUMBER}), K = 1000 from the refined q ({NUMBER})",
+    q_phi, refined = find(rf"K = 1000 from proposal q_phi\(z\|x\) ({NUMBER}), K = 1000 from the refined q ({NUMBER})",
                           printed, "06")
     approx, approx_se = find(rf"approximation\s+gap:\s+({NUMBER}) ± ({NUMBER})", printed, "06")
     amort, amort_se = find(rf"amortization\s+gap:\s+({NUMBER}) ± ({NUMBER})", printed, "06")
-    quoted = find(rf"({NUMBER}) \(\$K = 5000\$, proposal \$q_\\phi\$\) and ({NUMBER}) \(\$K = 1000\$, proposal: the refined \$q\$\).*?"
+    quoted = find(rf"({NUMBER}) \(\$K = 1000\$, proposal \$q_\\phi\$\) and ({NUMBER}) \(\$K = 1000\$, proposal: the refined \$q\$\).*?"
                   rf"approximation gap ({NUMBER}) ± ({NUMBER}), amortization gap ({NUMBER}) ± ({NUMBER})", guide(), "guide")
     assert quoted == (round(q_phi, 2), round(refined, 2), round(approx, 2), round(approx_se, 2),
                       round(amort, 2), round(amort_se, 2))

@@ -299,6 +299,17 @@ def test_score_function_gradient_is_unbiased(monkeypatch, lam):
     assert abs(h.mean() - elbo.item()) < N_SE * h.std(ddof=1) / math.sqrt(n_steps)
 
 
+def test_the_score_in_the_logit_is_x_minus_phi():
+    """optimize_phi (and notebook 04's loop) use d log q(x_top; sigmoid(eta)) / d eta_j = x_j - phi_j
+    in place of autograd: autograd through log_q agrees, for logits far from 0 too."""
+    g = torch.Generator().manual_seed(2)
+    for _ in range(5):
+        eta = (3 * torch.randn(7, generator=g, dtype=torch.float64)).requires_grad_()
+        x = (torch.rand(1, 7, generator=g) < 0.5).double()
+        (score,) = torch.autograd.grad(mh.log_q(x, torch.sigmoid(eta)).sum(), eta)
+        assert torch.allclose(score, x[0] - torch.sigmoid(eta).detach(), atol=1e-12)
+
+
 def test_optimize_phi_errors(fitted, digits, observed):
     x = first_test_digit(digits, 9)
     for bad in (1, 0, -3):

@@ -263,3 +263,62 @@ def test_blitting_with_an_overlay_draws_what_a_full_draw_draws():
                       (height_px - rows >= box.y1 - 1) & (height_px - rows <= box.y1 + 3) | \
                       (height_px - rows <= box.y0 + 1) & (height_px - rows >= box.y0 - 3)
         assert inside_edge.all(), "blitting changed pixels away from the legend's edge"
+
+
+# --- plate_diagram (notebook 04, section 4) --------------------------------------------------------
+
+def _plate_parts():
+    from matplotlib.patches import Circle, FancyBboxPatch
+    from matplotlib.text import Annotation
+
+    fig, ax = plt.subplots()
+    nodes = plots.plate_diagram(ax)
+    circles = {name: [p for p in ax.patches if isinstance(p, Circle) and np.allclose(p.center, c)]
+               for name, c in nodes.items()}
+    plates = [p for p in ax.patches if isinstance(p, FancyBboxPatch)]
+    arrows = [a for a in ax.texts if isinstance(a, Annotation)]
+    return ax, nodes, circles, plates, arrows
+
+
+def test_plate_diagram_draws_theta_outside_and_phi_z_x_inside_the_plate():
+    ax, nodes, circles, plates, _ = _plate_parts()
+    assert set(nodes) == {"theta", "phi", "z", "x"}
+    assert all(len(c) == 1 for c in circles.values()), "one circle per node, centred on it"
+    texts = {t.get_text() for t in ax.texts}
+    assert {r"$\theta$", r"$\phi_i$", r"$z_i$", r"$x_i$", r"$i = 1, \dots, N$"} <= texts
+    (plate,) = plates
+    x0, y0, w, h = plate.get_x(), plate.get_y(), plate.get_width(), plate.get_height()
+
+    def inside(name):
+        (c,) = circles[name]
+        cx, cy = c.center
+        return x0 < cx - c.radius and cx + c.radius < x0 + w and y0 < cy - c.radius and cy + c.radius < y0 + h
+
+    assert not inside("theta") and inside("phi") and inside("z") and inside("x")
+    (x_node,), (z_node,) = circles["x"], circles["z"]
+    assert max(x_node.get_facecolor()[:3]) < 0.9, "x_i is observed: shaded"
+    assert min(z_node.get_facecolor()[:3]) == pytest.approx(1.0), "z_i is latent: white"
+    assert circles["phi"][0].get_linestyle() == "--" and z_node.get_linestyle() == "-"
+
+
+def test_plate_diagram_arrows_point_from_cause_to_effect():
+    """Each arrow starts on its source's circle and ends (head) on its target's: z_i -> x_i and
+    theta -> x_i solid (the model), phi_i -> z_i dashed (q)."""
+    _, nodes, circles, _, arrows = _plate_parts()
+
+    def node_on_boundary(point):
+        hits = [name for name, (c,) in circles.items()
+                if abs(np.hypot(*(np.asarray(point) - np.asarray(c.center))) - c.radius) < 1e-9]
+        assert len(hits) == 1, (point, hits)
+        return hits[0]
+
+    found = {(node_on_boundary(a.xyann), node_on_boundary(a.xy)): a.arrow_patch.get_linestyle() for a in arrows}
+    assert set(found) == {("z", "x"), ("theta", "x"), ("phi", "z")}
+    assert found[("phi", "z")] == "--" and found[("z", "x")] == "-" and found[("theta", "x")] == "-"
+
+
+def test_plate_diagram_makes_its_own_axis_when_given_none():
+    nodes = plots.plate_diagram()
+    fig = plt.gcf()
+    assert len(fig.axes) == 1 and not fig.axes[0].axison
+    assert nodes["theta"][0] < nodes["phi"][0] < nodes["z"][0]

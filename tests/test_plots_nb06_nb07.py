@@ -415,3 +415,42 @@ def test_gap_histograms_legend_shows_the_means(tmp_path):
     assert sum(heights[:12]) == 50 and sum(heights[12:]) == 50
     assert ax.get_xlabel() == "nats per image"
     saved_png(fig, tmp_path, "gap_histograms")
+
+
+# ----------------------------------------------------------------------------------------------
+# amortization_regression (notebook 06, section 5)
+
+
+def test_amortization_regression_one_panel_per_coordinate(tmp_path):
+    """One panel per listed coordinate, each with the identity line and one scatter per encoder whose
+    points are (optimum[:, j], predicted[:, j]); spare grid cells are switched off; same axes everywhere."""
+    gen = torch.Generator().manual_seed(0)
+    optimum = torch.randn(30, 5, generator=gen)
+    a, b = optimum + 0.1 * torch.randn(30, 5, generator=gen), optimum * 0.5
+    fig = plots.amortization_regression(optimum, {"a": a, "b": b}, [3, 0, 4], titles=["x", "y", "z"], ncols=2)
+    saved_png(fig, tmp_path, "regression")
+    shown = [ax for ax in fig.axes if ax.axison]
+    assert len(fig.axes) == 4 and len(shown) == 3
+    for ax, j, title in zip(shown, [3, 0, 4], ["x", "y", "z"]):
+        scatters = [c for c in ax.collections if isinstance(c, PathCollection)]
+        assert len(scatters) == 2
+        np.testing.assert_allclose(scatters[0].get_offsets(), np.stack([optimum[:, j], a[:, j]], 1), rtol=1e-6)
+        np.testing.assert_allclose(scatters[1].get_offsets(), np.stack([optimum[:, j], b[:, j]], 1), rtol=1e-6)
+        (line,) = ax.get_lines()
+        np.testing.assert_allclose(line.get_xdata(), line.get_ydata())  # the identity
+        assert ax.get_xlim() == ax.get_ylim() == (-3.5, 3.5)
+        assert ax.get_title() == title
+    assert [t.get_text() for t in shown[0].get_legend().get_texts()] == ["a", "b"]
+
+
+@pytest.mark.parametrize("optimum, predicted, dims, titles, match", [
+    (torch.zeros(5, 3), {"a": torch.zeros(5, 2)}, [0], None, "one shape"),
+    (torch.zeros(5), {"a": torch.zeros(5)}, [0], None, r"\(N, d\)"),
+    (torch.zeros(5, 3), {}, [0], None, "one shape"),
+    (torch.zeros(5, 3), {"a": torch.zeros(5, 3)}, [3], None, r"dims must be latent coordinates in \[0, 3\)"),
+    (torch.zeros(5, 3), {"a": torch.zeros(5, 3)}, [], None, "dims must"),
+    (torch.zeros(5, 3), {"a": torch.zeros(5, 3)}, [0, 1], ["one"], "titles needs one entry per panel"),
+])
+def test_amortization_regression_rejects_bad_input(optimum, predicted, dims, titles, match):
+    with pytest.raises(ValueError, match=match):
+        plots.amortization_regression(optimum, predicted, dims, titles=titles)

@@ -862,3 +862,129 @@ def test_trained_vae_keeps_its_training_history(cache):
     assert loaded == history
     for a, b in zip(model.state_dict().values(), again.state_dict().values()):
         assert torch.equal(a, b)
+
+
+# ----------------------------------------------------------------------------------------------
+# Notebook 06's loops and their package twins: refine, fit_encoder
+
+
+def _refine_as_the_notebook_writes_it(model, x, n_steps, record_at, lr=0.005, n_samples=8, eval_samples=200, seed=0):
+    """Notebook 06, section 4: the refinement loop, written independently of vae.refine."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        mean, log_std = model.encoder.params(x)
+    mean, log_std = mean.clone().requires_grad_(), log_std.clone().requires_grad_()
+    eval_eps = torch.randn((eval_samples, *mean.shape), generator=generator)
+    optimizer = torch.optim.Adam([mean, log_std], lr=lr)
+    elbos = []
+    for step in range(n_steps + 1):
+        if step in record_at:
+            with torch.no_grad():
+                z = mean + log_std.exp() * eval_eps
+                elbos.append((model.joint_log_prob(x, z) - D.Normal(mean, log_std.exp()).log_prob(z).sum(-1)).mean(0))
+        if step == n_steps:
+            break
+        z = mean + log_std.exp() * torch.randn((n_samples, *mean.shape), generator=generator)
+        loss = -(model.joint_log_prob(x, z) - D.Normal(mean, log_std.exp()).log_prob(z).sum(-1)).mean(0).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return mean.detach(), log_std.detach(), torch.stack(elbos)
+
+
+def test_refine_is_the_notebooks_loop(binary):
+    """vae.refine and the loop notebook 06 writes out give the same phi_i and the same recorded
+    ELBOs, to round-off, from the same seed; another seed gives other numbers."""
+    model = untrained(latent_dim=3)
+    x = binary.x_test[:6]
+    mean, log_std, elbo = _refine_as_the_notebook_writes_it(model, x, 15, [0, 5, 15], seed=1)
+    twin = refine(model, x, n_steps=15, record_at=[5], seed=1)
+    torch.testing.assert_close(twin.mean, mean, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(twin.log_std, log_std, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(twin.elbo, elbo, rtol=1e-5, atol=1e-5)
+    other = refine(model, x, n_steps=15, record_at=[5], seed=2)
+    assert (other.mean - mean).abs().max() > 1e-3
+
+
+def _fit_encoder_as_the_notebook_writes_it(model, grey, n_steps, lr=0.02, batch_size=128, jitter=0.2, seed=0):
+    """Notebook 06, section 5: a fresh encoder trained for the frozen decoder, written independently."""
+    torch.manual_seed(seed)
+    c = model.config
+    encoder = vae_mod.Encoder(c["data_dim"], c["latent_dim"], c["hidden"], c["layers"], c["activation"])
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr, fused=True)
+    generator = torch.Generator().manual_seed(seed)
+    model.requires_grad_(False)
+    for step in range(n_steps):
+        optimizer.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / n_steps))
+        batch = grey[torch.randint(len(grey), (batch_size,), generator=generator)]
+        x = jittered_binarize(batch, jitter, generator)
+        mean, log_std = encoder.params(x)
+        std = log_std.exp()
+        z = mean + std * torch.randn(mean.shape, generator=generator)
+        elbo = D.Bernoulli(logits=model.decoder.logits(z)).log_prob(x).sum(-1) - D.kl_divergence(
+            D.Normal(mean, std), D.Normal(0.0, 1.0)).sum(-1)
+        optimizer.zero_grad()
+        (-elbo.mean()).backward()
+        optimizer.step()
+    model.requires_grad_(True)
+    return encoder
+
+
+def test_fit_encoder_is_the_notebooks_loop(digits):
+    """vae.fit_encoder and the loop of notebook 06 end at the same weights from the same seed."""
+    model = untrained(latent_dim=3)
+    mine = _fit_encoder_as_the_notebook_writes_it(model, digits.x_train, n_steps=30, batch_size=32, seed=5)
+    twin = vae_mod.fit_encoder(model, digits.x_train, n_steps=30, batch_size=32, seed=5)
+    for a, b in zip(mine.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    other = vae_mod.fit_encoder(model, digits.x_train, n_steps=30, batch_size=32, seed=6)
+    assert any((a - b).abs().max() > 1e-3 for a, b in zip(other.parameters(), twin.parameters()))
+
+
+def test_fit_encoder_learns_inference_for_the_fixed_decoder(trained_2d, digits, binary):
+    """A fresh encoder trained for a trained decoder raises the held-out ELBO far above that of its
+    random start; the decoder, every requires_grad flag and the global random state stay as they were."""
+    model, _ = trained_2d
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.decoder.net[0].weight.requires_grad_(False)  # a pattern of flags, to be restored as it is
+    flags = [p.requires_grad for p in model.parameters()]
+    state = torch.get_rng_state()
+    x = binary.x_test[:100]
+    eps = torch.randn(50, 100, 2, generator=torch.Generator().manual_seed(0))
+
+    def test_elbo(encoder):
+        with torch.no_grad():
+            return float(elbo_of_q(model, x, *encoder.params(x), eps).mean())
+
+    start = test_elbo(vae_mod.fit_encoder(model, digits.x_train, n_steps=1, lr=1e-12, seed=0))  # its random start
+    trained = vae_mod.fit_encoder(model, digits.x_train, n_steps=300, batch_size=64, seed=0)
+    assert not trained.training
+    assert test_elbo(trained) > start + 5
+    assert torch.equal(torch.get_rng_state(), state)
+    assert [p.requires_grad for p in model.parameters()] == flags
+    model.decoder.net[0].weight.requires_grad_(True)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(grey_train=torch.rand(10, 63)), "grey_train must be"),
+    (dict(grey_train=torch.rand(10)), "grey_train"),
+    (dict(grey_train=torch.full((4, 64), float("nan"))), "grey_train"),
+    (dict(grey_train=torch.rand(4, 64) * 255), r"\[0, 1\]"),
+    (dict(n_steps=0), "n_steps"),
+    (dict(batch_size=-1), "batch_size"),
+    (dict(lr=-0.1), "lr must be a positive"),
+    (dict(lr=float("nan")), "lr must be a positive"),
+    (dict(threshold_jitter=0.7), "threshold_jitter"),
+])
+def test_fit_encoder_rejects_bad_input_clearly(kwargs, match):
+    args = dict(grey_train=torch.rand(20, 64), n_steps=2)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        vae_mod.fit_encoder(untrained(), **args)
+
+
+def test_fit_encoder_needs_a_vae():
+    with pytest.raises(ValueError, match="model must be a vae.VAE"):
+        vae_mod.fit_encoder(torch.nn.Linear(2, 2), torch.rand(4, 64))

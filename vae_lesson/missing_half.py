@@ -14,7 +14,6 @@ import math
 
 import torch
 
-from .gradients import leave_one_out
 from .objectives import Estimate
 from .validation import check_positive_int
 
@@ -72,28 +71,32 @@ def optimize_phi(model, x, observed, n_steps: int = 300, n_samples: int = 64, lr
     """Gradient ascent on ELBO(phi) for one image, phi = sigmoid(eta) (eta: the logit, free to move in R), starting at phi = 0.5.
 
     z = x_top is discrete, so there is no reparameterization (notebook 05). The gradient is the
-    score-function (REINFORCE) estimator with a leave-one-out baseline b_s:
-        grad ELBO ~= (1/S) sum_s (f_s - b_s) grad log q(x_top_s; phi),
+    score-function (REINFORCE) estimator with a leave-one-out baseline b_s, for S = n_samples
+    samples x_top_s ~ q(.; phi), each of shape (M,):
+        grad_eta ELBO ~= (1/S) sum_s (f_s - b_s) grad_eta log q(x_top_s; phi),   grad_eta log q = x_top_s - phi,
         f_s = log p(x_top_s, x_bottom) - log q(x_top_s),  b_s = mean of the other S - 1 values of f,
-    unbiased because E_q[grad log q] = 0. Returns (phi (M,), history of the ELBO estimates).
+    unbiased because E_q[grad log q] = 0 and b_s does not depend on x_top_s. Each step hands minus
+    this estimate to Adam as eta's gradient (Adam minimizes). Notebook 04 writes the same loop.
+    Returns (phi (M,), history: the ELBO estimate mean_s f_s at every step).
     """
     M = _check_image(x, observed)
     check_positive_int(n_steps, "n_steps")
     if n_samples < 2:
         raise ValueError("n_samples must be >= 2 for the leave-one-out baseline")
+    S = n_samples
     g = torch.Generator().manual_seed(seed)
-    eta = torch.zeros(M, requires_grad=True)
+    eta = torch.zeros(M, requires_grad=True)  # phi = sigmoid(eta) = 0.5
     opt = torch.optim.Adam([eta], lr=lr)
     history = []
     for _ in range(n_steps):
-        phi = torch.sigmoid(eta)
-        top = (torch.rand(n_samples, M, generator=g) < phi.detach()).to(torch.float32)
-        lq = log_q(top, phi)
         with torch.no_grad():
-            f = model.log_marginal(fill_missing(x, observed, top)) - lq
-        surrogate = (leave_one_out(f) * lq).mean()
+            phi = torch.sigmoid(eta)
+            top = (torch.rand(S, M, generator=g) < phi).to(torch.float32)  # x_top ~ q(.; phi)
+            f = model.log_marginal(fill_missing(x, observed, top)) - log_q(top, phi)
+            b = (f.sum() - f) / (S - 1)  # leave-one-out baseline
+            grad = ((f - b)[:, None] * (top - phi)).mean(0)  # score function
         opt.zero_grad()
-        (-surrogate).backward()
+        eta.grad = -grad.to(eta.dtype)  # ascent on the ELBO = descent on -ELBO
         opt.step()
         history.append(f.mean().item())
     return torch.sigmoid(eta).detach(), history

@@ -126,6 +126,48 @@ def digit_grid(images, ncols: int = 10, titles: Sequence[str] | None = None, siz
     return fig
 
 
+def plate_diagram(ax=None) -> dict:
+    """The graphical model of variational learning with one phi_i per data point (Lecture 6, 44:40),
+    drawn on ``ax``: theta outside the plate (one for all data); z_i (latent, white), x_i (observed,
+    shaded) and phi_i inside the plate over i = 1..N. Solid arrows are the model
+    p(x_i, z_i; theta) = p(z_i) p(x_i | z_i; theta) (z_i -> x_i, theta -> x_i); the dashed arrow
+    phi_i -> z_i is the variational q(z_i; phi_i). Returns {name: (x, y) centre} of the four nodes."""
+    fig, ax = _fig_ax(ax, figsize=(3.6, 2.6))
+    r = 0.36
+    nodes = {"theta": (0.5, 1.1), "phi": (2.2, 2.6), "z": (4.3, 2.6), "x": (4.3, 1.1)}
+    labels = {"theta": r"$\theta$", "phi": r"$\phi_i$", "z": r"$z_i$", "x": r"$x_i$"}
+    notes = {"theta": "shared by all", "phi": "one per\ndata point", "z": "latent", "x": "observed"}
+    ax.add_patch(matplotlib.patches.FancyBboxPatch((1.35, 0.2), 3.8, 3.2, boxstyle="round,pad=0,rounding_size=0.12",
+                                                   fill=False, lw=1.3, ec="0.25"))
+    ax.text(1.45, 0.28, r"$i = 1, \dots, N$", ha="left", va="bottom", fontsize=9)
+    for name, (cx, cy) in nodes.items():
+        ax.add_patch(matplotlib.patches.Circle((cx, cy), r, fc="0.78" if name == "x" else "white", ec="black",
+                                               lw=1.3, ls="--" if name == "phi" else "-", zorder=2))
+        ax.text(cx, cy, labels[name], ha="center", va="center", fontsize=13, zorder=3)
+        above = name == "z"
+        ax.text(cx, cy + r + 0.08 if above else cy - r - 0.08, notes[name], ha="center",
+                va="bottom" if above else "top", fontsize=8, color="0.3", linespacing=1.0)
+
+    def arrow(src, dst, dashed=False):
+        (x0, y0), (x1, y1) = nodes[src], nodes[dst]
+        d = np.hypot(x1 - x0, y1 - y0)
+        ux, uy = (x1 - x0) / d, (y1 - y0) / d
+        ax.annotate("", xy=(x1 - r * ux, y1 - r * uy), xytext=(x0 + r * ux, y0 + r * uy),
+                    arrowprops=dict(arrowstyle="-|>", lw=1.3, color="black", ls="--" if dashed else "-",
+                                    shrinkA=0, shrinkB=0, mutation_scale=14))
+
+    arrow("z", "x")
+    arrow("theta", "x")
+    arrow("phi", "z", dashed=True)
+    ax.text(3.25, 2.68, r"$q(z_i; \phi_i)$", ha="center", va="bottom", fontsize=9)
+    ax.text(4.22, 1.85, r"$p(x_i \mid z_i; \theta)$", ha="right", va="center", fontsize=9)
+    ax.set_xlim(-0.15, 5.25)
+    ax.set_ylim(0.05, 3.5)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return nodes
+
+
 def em_bounds(reports: Sequence[EMStepReport], ax=None, gap_ax=None) -> Figure:
     """EM as the staircase it is, in nats per data point, from the recorded ``reports``.
 
@@ -471,6 +513,45 @@ def gap_histograms(gaps: dict, ax=None, bins: int = 30) -> Figure:
     ax.set(xlabel="nats per image", ylabel="test images")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
+    return fig
+
+
+def amortization_regression(optimum, predicted: dict, dims: Sequence[int], titles: Sequence[str] | None = None,
+                            lim: float = 3.5, ncols: int = 4) -> Figure:
+    """Amortization as a regression (1:10:00): one small panel per latent coordinate j in ``dims``,
+    each image a point (phi_i*[j], f(x_i)[j]): its per-image optimum (``optimum``, (N, d), e.g. the
+    refined means) across, what each encoder in ``predicted`` (name -> (N, d)) outputs up. A perfect
+    regression puts every point on the dashed identity line. Same axes (-lim, lim) in every panel;
+    ``titles``: one per panel (e.g. its KL and R^2)."""
+    target = np.asarray(torch.as_tensor(optimum).detach(), dtype=float)
+    preds = {k: np.asarray(torch.as_tensor(v).detach(), dtype=float) for k, v in predicted.items()}
+    if target.ndim != 2 or any(p.shape != target.shape for p in preds.values()) or not preds:
+        raise ValueError(f"optimum and every predicted entry must be (N, d) arrays of one shape, got "
+                         f"{target.shape} and {[p.shape for p in preds.values()]}")
+    dims = [int(j) for j in dims]
+    if not dims or any(not 0 <= j < target.shape[1] for j in dims):
+        raise ValueError(f"dims must be latent coordinates in [0, {target.shape[1]}), got {dims}")
+    if titles is not None and len(titles) != len(dims):
+        raise ValueError(f"titles needs one entry per panel ({len(dims)}), got {len(titles)}")
+    nrows = -(-len(dims) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.1 * ncols, 2.4 * nrows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k >= len(dims):
+            ax.axis("off")
+            continue
+        j = dims[k]
+        ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
+        for i, (name, p) in enumerate(preds.items()):
+            ax.scatter(target[:, j], p[:, j], s=4, alpha=0.5, color=f"C{i}", label=name, linewidths=0)
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+        ax.set_title(titles[k] if titles is not None else f"$z_{{{j}}}$", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if k % ncols == 0:
+            ax.set_ylabel("encoder's $\\mu_\\phi(x_i)$", fontsize=8)
+        if k // ncols == nrows - 1:
+            ax.set_xlabel("refined $\\mu_i^\\star$", fontsize=8)
+    axes.flat[0].legend(fontsize=7, loc="upper left", markerscale=3, handletextpad=0.2)
+    fig.tight_layout(pad=0.4, h_pad=1.2)
     return fig
 
 

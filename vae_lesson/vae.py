@@ -267,6 +267,43 @@ def jittered_binarize(grey: torch.Tensor, jitter: float, generator: torch.Genera
     return (grey >= t).float()
 
 
+def training_step(model: VAE, x_batch: torch.Tensor, optimizer: torch.optim.Optimizer,
+                  kl_weight: float = 1.0) -> dict[str, float]:
+    """One step of minibatch training on the ELBO (the loop of notebook 07, section 3).
+
+    For binary images x_batch (B, 64): z_b = mu_phi(x_b) + sigma_phi(x_b) * eps_b ~ q_phi(z | x_b), one
+    reparameterized draw per image (``rsample``, so the reconstruction's gradient reaches phi);
+    reconstruction_b = log p(x_b | z_b; theta) = sum over the 64 pixels of log Bernoulli;
+    kl_b = KL(q_phi(z | x_b) || N(0, I)) in closed form;
+    loss = -(1/B) sum_b (reconstruction_b - kl_weight * kl_b), nats per image (kl_weight = 1: minus the ELBO).
+    Then ``optimizer.zero_grad()``, ``loss.backward()``, ``optimizer.step()``: theta and phi move together.
+    Returns {"loss", "elbo", "reconstruction", "kl"}: batch averages (floats, nats per image).
+    With the same random state it is exactly one step of ``train_vae`` (tests/test_training_step.py).
+    """
+    if not isinstance(model, VAE):
+        raise ValueError(f"model must be a vae.VAE, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise ValueError(f"optimizer must be a torch.optim.Optimizer over the model's parameters, got {type(optimizer).__name__}")
+    if isinstance(kl_weight, bool) or not isinstance(kl_weight, (int, float)) or not kl_weight >= 0:
+        raise ValueError(f"kl_weight must be a number >= 0 (1 for the ELBO), got {kl_weight!r}")
+    x = model.check_x(x_batch)
+    mean, log_std = model.encoder.params(x)
+    std = log_std.exp()
+    z = D.Independent(D.Normal(mean, std), 1).rsample()  # (B, d): mean + std * eps, differentiable in phi
+    reconstruction = model.decoder(z).log_prob(x)  # (B,): summed over the 64 pixels
+    kl = kl_to_standard_normal(mean, std)  # (B,), closed form
+    reconstruction, kl = reconstruction.mean(), kl.mean()
+    loss = -(reconstruction - kl_weight * kl)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    rec, kl = float(reconstruction.detach()), float(kl.detach())
+    return {"loss": float(loss.detach()), "elbo": rec - kl, "reconstruction": rec, "kl": kl}
+
+
+LR_SCHEDULES = {"cosine": lambda f: 0.5 * (1 + math.cos(math.pi * f)), "constant": lambda f: 1.0}
+
+
 @dataclass
 class TrainingHistory:
     """What ``train_vae`` recorded. ``steps``: the steps at which both sets were evaluated;
@@ -292,7 +329,8 @@ def evaluate_elbo(model: VAE, x, n_samples: int = 1, seed: int = 0) -> dict[str,
 
 def train_vae(recipe: Recipe, grey_train: torch.Tensor, x_test: torch.Tensor | None = None,
               x_train_binary: torch.Tensor | None = None, eval_every: int = 250,
-              time_budget: float | None = None, progress: bool = True) -> tuple[VAE, TrainingHistory]:
+              time_budget: float | None = None, progress: bool = True,
+              lr_schedule: str = "cosine") -> tuple[VAE, TrainingHistory]:
     """Train a VAE by ``recipe`` on grey training digits (N, 64) in [0, 1] (binarized per batch).
 
     Each step: a minibatch, the per-image ELBO averaged over it, loss = -(reconstruction -
@@ -301,7 +339,8 @@ def train_vae(recipe: Recipe, grey_train: torch.Tensor, x_test: torch.Tensor | N
     thresholded at 0.5) and on ``x_test`` are recorded (one fixed noise draw, so curves are
     smooth). With ``time_budget`` (seconds) training stops when the budget is used up and the
     learning rate follows elapsed time instead of steps (the benchmark's equal-wall-time
-    comparison). Single-threaded runs of the same recipe give the same model.
+    comparison). ``lr_schedule="constant"`` keeps the learning rate at ``recipe.lr`` (the benchmark's
+    ablation). Single-threaded runs of the same recipe give the same model.
     """
     from .training import fit
 
@@ -316,6 +355,8 @@ def train_vae(recipe: Recipe, grey_train: torch.Tensor, x_test: torch.Tensor | N
         raise ValueError(f"lr must be positive, got {recipe.lr}")
     if not recipe.kl_weight >= 0:
         raise ValueError(f"kl_weight must be >= 0, got {recipe.kl_weight}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {sorted(LR_SCHEDULES)}, got {lr_schedule!r}")
     generator = torch.Generator().manual_seed(recipe.seed)
     torch.manual_seed(recipe.seed)
     model = VAE.from_config(recipe.model_config())
@@ -347,7 +388,7 @@ def train_vae(recipe: Recipe, grey_train: torch.Tensor, x_test: torch.Tensor | N
     start = time.perf_counter()
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, fused=True)  # fused: same Adam, ~15% faster on a CPU
     fit(model, loss_fn, n_steps=recipe.n_steps if time_budget is None else 10**8, optimizer=optimizer,
-        desc="training the VAE", progress=progress, lr_schedule=lambda f: 0.5 * (1 + math.cos(math.pi * f)),
+        desc="training the VAE", progress=progress, lr_schedule=LR_SCHEDULES[lr_schedule],
         time_budget=time_budget, callback=record, callback_every=eval_every)
     history.seconds = time.perf_counter() - start
     history.n_steps = history.steps[-1]
@@ -446,6 +487,60 @@ def refine(model: VAE, x, n_steps: int = 200, lr: float = 0.005, n_samples: int 
     return Refinement(mean.detach(), log_std.detach(), record, torch.stack(elbos), eval_eps)
 
 
+def fit_encoder(model: VAE, grey_train, n_steps: int = 600, lr: float = 0.02, batch_size: int = 128,
+                threshold_jitter: float = 0.2, seed: int = 0) -> Encoder:
+    """Amortized inference for a FIXED decoder (the form of the CS236 notes): a fresh encoder f_phi
+    (the model's architecture, initialized with torch seed ``seed``) trained by
+
+        max_phi  sum_i ELBO(x_i; theta, f_phi(x_i)),  theta (``model``) frozen,
+
+    ELBO(x; theta, (mu, log sigma)) = log p(x | z; theta) - KL(N(mu, sigma^2) || N(0, I)), z = mu + sigma * eps,
+    one draw per image. Minibatch Adam (``batch_size`` images of grey_train (N, 64) in [0, 1],
+    binarized afresh as the course recipe does, ``jittered_binarize``), learning rate ``lr`` decayed
+    along a half cosine to 0 over ``n_steps``. Minibatches, thresholds and eps come from one
+    generator seeded with ``seed``; the global random state is left as it was. No parameter of
+    ``model`` changes. Returns the trained encoder (eval mode), an ``Encoder``: x (N, 64) -> q.
+    """
+    if not isinstance(model, VAE):
+        raise ValueError(f"model must be a vae.VAE (its decoder is the fixed theta), got {type(model).__name__}")
+    grey = check_finite(as_tensor(grey_train, "grey_train"), "grey_train")
+    check_ndim(grey, "grey_train", 2, "(images, pixels)")
+    if grey.shape[-1] != model.data_dim or len(grey) == 0:
+        raise ValueError(f"grey_train must be (N >= 1, {model.data_dim}) grey digits, got shape {tuple(grey.shape)}")
+    if grey.min() < 0 or grey.max() > 1:
+        raise ValueError("grey_train must hold grey levels in [0, 1] (data.load_digits().x_train); "
+                         "it is binarized afresh at every step")
+    check_positive_int(n_steps, "n_steps")
+    check_positive_int(batch_size, "batch_size")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (lr > 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    cfg = model.config
+    with _seeded(seed):
+        encoder = Encoder(cfg["data_dim"], cfg["latent_dim"], cfg["hidden"], cfg["layers"], cfg["activation"])
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr, fused=True)  # fused: the same Adam, faster on a CPU
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)  # theta fixed: gradients only for the new encoder's weights
+    try:
+        for step in range(n_steps):
+            optimizer.param_groups[0]["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / n_steps))
+            x = jittered_binarize(grey[torch.randint(len(grey), (batch_size,), generator=generator)],
+                                  threshold_jitter, generator)
+            mean, log_std = encoder.params(x)
+            std = log_std.exp()
+            z = mean + std * torch.randn(mean.shape, generator=generator)
+            kl = 0.5 * (std ** 2 + mean ** 2 - 1 - 2 * log_std).sum(-1)  # KL(q || N(0, I)), closed form
+            elbo = model.decoder(z).log_prob(x) - kl
+            loss = -elbo.mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    finally:
+        for p, flag in zip(model.parameters(), flags):
+            p.requires_grad_(flag)
+    return encoder.eval()
+
+
 # ----------------------------------------------------------------------------------------------
 # Trained models, cached
 
@@ -453,11 +548,13 @@ def refine(model: VAE, x, n_steps: int = 200, lr: float = 0.005, n_samples: int 
 RECIPES = {
     "course": Recipe(),
     "2d": Recipe(latent_dim=2, n_steps=5000),
+    "2d-ae": Recipe(latent_dim=2, n_steps=1000, kl_weight=0.0),  # notebook 07: the 2-D recipe without the KL, a short run
 }
 
 
 def trained_vae(name: str = "course", cache: bool = True, progress: bool = True, with_history: bool = False):
-    """The course's trained VAE ``name`` ("course": latent 20; "2d": latent 2, for the explorer).
+    """The course's trained VAE ``name`` ("course": latent 20; "2d": latent 2, for the explorer; "2d-ae":
+    the 2-D recipe with kl_weight = 0, an autoencoder, for notebook 07's comparison).
 
     Loaded from the cache (``checkpoints.cache_dir()``) when a checkpoint made with the same
     recipe is there; otherwise trained (about 10-15 s) on the fixed split, with the training and
@@ -489,6 +586,20 @@ def trained_vae(name: str = "course", cache: bool = True, progress: bool = True,
         model, history = _train_by_recipe(recipe, progress, True)
         save_checkpoint(path, model, {**wanted, "history": asdict(history)})
     return (model, history) if with_history else model
+
+
+def recipe_ablation() -> dict:
+    """What each extra of the course recipe buys, as ``benchmarks/run.py --only ablation`` measured it
+    (vae_lesson/ablation.json): {"n_steps", "seed", "logpx_samples", "rows": {name: {"test_elbo",
+    "test_logpx", "train_elbo", and for each ablation "elbo_gain", "logpx_gain" (course minus the
+    ablation, nats per image, paired over the test images) with their "_se"}}}."""
+    import json
+    from importlib.resources import files
+
+    table = json.loads(files("vae_lesson").joinpath("ablation.json").read_text())
+    if "course recipe" not in table.get("rows", {}):
+        raise ValueError("vae_lesson/ablation.json has no 'course recipe' row: run benchmarks/run.py --only ablation")
+    return table
 
 
 def _train_by_recipe(recipe: Recipe, progress: bool, with_history: bool):

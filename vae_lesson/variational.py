@@ -198,3 +198,69 @@ def pca_em_step(x, theta: Theta) -> tuple[Theta, PCAEMReport]:
         elbo_after_m = _model(*new.params()).elbo(x, mean, cov).mean().item()
         log_lik_after = log_marginal_linear_gaussian(x, new.W, new.b, new.log_sigma).mean().item()
     return new, PCAEMReport(log_lik_before, elbo_after_e, elbo_after_m, log_lik_after)
+
+
+FAMILIES = ("diagonal", "full")
+
+
+def gaussian_q_elbo(model: LinearGaussianModel, x, q_mean, q_scale_tril) -> torch.Tensor:
+    """(N,): ELBO(x_n; q) for one Gaussian q = N(m, L L^T) on probabilistic PCA, in closed form:
+
+    E_q[log p(x|z)] = -D/2 log(2 pi sigma^2) - (||x_n - W m - b||^2 + ||W L||_F^2) / (2 sigma^2)
+    KL(q || p(z))   = 1/2 (||L||_F^2 + ||m||^2 - d) - sum_j log L_jj
+
+    x (N, D), q_mean m (d,), q_scale_tril L (d, d) lower-triangular with a positive diagonal.
+    Same value as ``model.elbo(x, m, L @ L.T)``, cheaper, and differentiable in m and L.
+    """
+    d = model.latent_dim
+    x = model._check_x(x)
+    for name, t, shape in (("q_mean", q_mean, (d,)), ("q_scale_tril", q_scale_tril, (d, d))):
+        if not isinstance(t, torch.Tensor) or tuple(t.shape) != shape:
+            got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+            raise ValueError(f"{name} must be a tensor of shape {shape} (latent dimension d = {d}), got {got}")
+        check_finite(t, name)
+    L = q_scale_tril
+    if (torch.triu(L, 1) != 0).any():
+        raise ValueError("q_scale_tril must be lower-triangular (a Cholesky factor): zero the entries above the diagonal")
+    if (torch.diagonal(L) <= 0).any():
+        raise ValueError("q_scale_tril needs a positive diagonal (the standard deviations' Cholesky factor); "
+                         "parameterize it as exp(log_diag)")
+    s2 = model.sigma**2
+    resid = x - q_mean @ model.W.T - model.b
+    recon = -0.5 * model.data_dim * torch.log(2 * math.pi * s2) - (resid.pow(2).sum(-1) + (model.W @ L).pow(2).sum()) / (2 * s2)
+    kl = 0.5 * (L.pow(2).sum() + q_mean.pow(2).sum() - d) - torch.log(torch.diagonal(L)).sum()
+    return recon - kl
+
+
+def fit_gaussian_q(model: LinearGaussianModel, x, family: str = "full", n_steps: int = 100, lr: float = 0.06):
+    """Gradient ascent on ELBO(x; q) over one Gaussian q = N(m, L L^T): each step adds lr times the
+    gradient of the closed-form ELBO (``gaussian_q_elbo``) to every free parameter.
+
+    family "diagonal": L = diag(exp(log_diag)), q = N(m, diag s^2) (mean field);
+    family "full":     L = diag(exp(log_diag)) + the strictly lower part of a free (d, d) matrix,
+                       any lower-triangular L with a positive diagonal: every Gaussian (Cholesky).
+    Starts at q = p(z) (m = 0, L = I), so no seed is needed. x (1, D) or (N, D) (the ELBO summed).
+    Returns (m (d,), L (d, d), elbo (n_steps,): the summed ELBO before each step, nats).
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    check_positive_int(n_steps, "n_steps")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive step size, got {lr!r}")
+    x = model._check_x(x)
+    d = model.latent_dim
+    m = torch.zeros(d, dtype=torch.float64, requires_grad=True)
+    log_diag = torch.zeros(d, dtype=torch.float64, requires_grad=True)
+    below = torch.zeros(d, d, dtype=torch.float64, requires_grad=True)
+    params = [m, log_diag] + ([below] if family == "full" else [])
+    history = []
+    for _ in range(n_steps):
+        L = torch.diag(log_diag.exp()) + (torch.tril(below, -1) if family == "full" else 0)
+        elbo = gaussian_q_elbo(model, x, m, L).sum()
+        history.append(elbo.item())
+        grads = torch.autograd.grad(elbo, params)
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p += lr * g
+    L = torch.diag(log_diag.exp()) + (torch.tril(below, -1) if family == "full" else 0)
+    return m.detach(), L.detach(), torch.tensor(history, dtype=torch.float64)

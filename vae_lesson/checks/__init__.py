@@ -12,7 +12,7 @@ from .nb03 import elbo_monte_carlo, kl_to_standard_normal, ppca_posterior
 from .nb04 import bernoulli_log_q, linear_gaussian_elbo, missing_pixel_marginals
 from .nb05 import leave_one_out_baseline, reparameterized_sample, score_function_surrogate
 from .nb06 import elbo_of_q, gaps_per_image
-from .nb07 import encoder_sample, importance_weighted_log_px, negative_elbo_loss
+from .nb07 import encoder_sample, importance_weighted_log_px, negative_elbo_loss, training_step
 
 __all__ = [
     "CheckResult", "ExerciseError", "compare", "run_check",
@@ -22,5 +22,5 @@ __all__ = [
     "bernoulli_log_q", "missing_pixel_marginals", "linear_gaussian_elbo",
     "reparameterized_sample", "score_function_surrogate", "leave_one_out_baseline",
     "elbo_of_q", "gaps_per_image",
-    "negative_elbo_loss", "encoder_sample", "importance_weighted_log_px",
+    "negative_elbo_loss", "encoder_sample", "importance_weighted_log_px", "training_step",
 ]

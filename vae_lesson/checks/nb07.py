@@ -1,6 +1,7 @@
 """Checks for the exercises of notebook 07 (the VAE)."""
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -100,7 +101,7 @@ def encoder_sample(student_fn, model: VAE | None = None, x: torch.Tensor | None 
 
 
 def importance_weighted_log_px(student_fn, model: VAE | None = None, x: torch.Tensor | None = None) -> CheckResult:
-    """Exercise 07.3: student_fn(model, x (N, 64), eps (K, N, d)) -> (N,), the importance-weighted estimate
+    """Exercise 07.4: student_fn(model, x (N, 64), eps (K, N, d)) -> (N,), the importance-weighted estimate
     log (1/K) sum_k p(x, z_k) / q_phi(z_k|x) with z_k = mu_phi(x) + sigma_phi(x) * eps_k."""
 
     def body():
@@ -131,6 +132,134 @@ def importance_weighted_log_px(student_fn, model: VAE | None = None, x: torch.Te
             else:
                 compare(answer, expected, "log p(x) estimate", {}, rtol=1e-4, atol=1e-3)
 
-    return run_check("Exercise 07.3 (the importance-weighted estimate of log p(x))", body,
+    return run_check("Exercise 07.4 (the importance-weighted estimate of log p(x))", body,
                      "q = model.encoder(x); z = q.mean + q.stddev * eps; log_w = model.joint_log_prob(x, z) - q.log_prob(z); "
                      "return torch.logsumexp(log_w, 0) - math.log(K).", student_fn)
+
+
+_STEP_LR = 0.05  # the check drives the student's step with plain SGD: the update is -lr * the gradient used
+
+
+def _number(value):
+    """A returned float, or a tensor holding one (detached, so float() does not warn)."""
+    return value.detach() if isinstance(value, torch.Tensor) else value
+
+
+def _flat(tensors) -> torch.Tensor:
+    return torch.cat([t.reshape(-1) for t in tensors])
+
+
+def _reference_gradients(model: VAE, x: torch.Tensor, seed: int) -> dict[str, torch.Tensor]:
+    """The pieces of the loss's gradient over all parameters (flattened, model.parameters() order), with
+    the noise the check's seed gives ``rsample``: reconstruction part (with z reparameterized, and with z
+    detached as ``sample()`` would give), KL part; and the loss itself."""
+    params = list(model.parameters())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean, log_std = model.encoder.params(x)
+        std = log_std.exp()
+        z = torch.distributions.Independent(torch.distributions.Normal(mean, std), 1).rsample()
+    rec = model.decoder(z).log_prob(x).mean()
+    rec_detached = model.decoder(z.detach()).log_prob(x).mean()
+    kl = (0.5 * (std**2 + mean**2 - 1 - 2 * log_std).sum(-1)).mean()
+
+    def grad(value):
+        gs = torch.autograd.grad(value, params, retain_graph=True, allow_unused=True)
+        return _flat([torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)])
+
+    return {"rec": grad(-rec), "rec_detached": grad(-rec_detached), "kl": grad(kl),
+            "loss": float(-(rec - kl).detach())}
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, n_encoder: int, rtol: float = 1e-3) -> bool:
+    """Relative agreement of two parameter updates, the encoder's and the decoder's parts separately."""
+    for sl in (slice(0, n_encoder), slice(n_encoder, None)):
+        ref = b[sl].norm()
+        if (a[sl] - b[sl]).norm() > rtol * max(float(ref), 1e-12):
+            return False
+    return True
+
+
+def training_step(student_fn, model: VAE | None = None, x: torch.Tensor | None = None) -> CheckResult:
+    """Exercise 07.3: student_fn(model, x_batch (B, 64), optimizer) -> dict with "loss": one training step,
+    loss = -(1/B) sum_b [log p(x_b | z_b) - KL(q_phi(z | x_b) || p(z))] with z_b = q_phi(z | x_b).rsample(),
+    then zero_grad, backward, step.
+
+    The check gives the step a copy of the model (the notebook's own, then fresh small ones), plain SGD and
+    a .grad already filled with junk (as a previous step would leave it), with torch seeded so that
+    ``rsample()`` draws known noise; it compares the parameter update with -lr * the reference gradient,
+    and names the usual mistakes by the update they would give."""
+
+    def body():
+        with torch.random.fork_rng(devices=[]):  # the small models are made under torch.manual_seed
+            checked_body()
+
+    def checked_body():
+        g = torch.Generator().manual_seed(74)
+        cases = [] if model is None or x is None else [(model, x[:64])]
+        cases += [(_small_vae(740 + i), (torch.rand(n, 64, generator=g) < 0.4).float()) for i, n in enumerate((16, 3))]
+        for i, (m, xs) in enumerate(cases):
+            seed = 740 + i
+            mine = copy.deepcopy(m).train()
+            params = list(mine.parameters())
+            n_encoder = sum(p.numel() for p in mine.encoder.parameters())
+            if [id(p) for p in params[:len(list(mine.encoder.parameters()))]] != [id(p) for p in mine.encoder.parameters()]:
+                raise RuntimeError("the check expects the encoder's parameters first")  # pragma: no cover
+            before = _flat([p.detach().clone() for p in params])
+            junk = [torch.randn(p.shape, generator=g) * 0.05 for p in params]
+            for p, j in zip(params, junk):
+                p.grad = j.clone()
+            optimizer = torch.optim.SGD(params, lr=_STEP_LR)
+            torch.manual_seed(seed)
+            out = student_fn(mine, xs.clone(), optimizer)
+            if out is None:
+                raise ExerciseError("your function returned None: return a dict such as {\"loss\": loss.item(), ...}")
+            if not isinstance(out, dict) or "loss" not in out:
+                raise ExerciseError(f"return a dict with at least the key \"loss\" (a float), not {type(out).__name__}")
+            update = _flat([p.detach() for p in params]) - before
+            ref = _reference_gradients(copy.deepcopy(m).train(), xs, seed)
+            expected = -_STEP_LR * (ref["rec"] + ref["kl"])
+            if float(update.abs().max()) == 0.0:
+                raise ExerciseError("the parameters did not move: after loss.backward(), call optimizer.step().")
+            if not _close(update, expected, n_encoder):
+                mistakes = {
+                    "the update goes the wrong way: you climbed the loss (or descended the ELBO). The optimizer "
+                    "minimizes, so the loss is MINUS the ELBO: loss = -(reconstruction - kl).": -expected,
+                    "the optimizer was not zeroed: the gradient left in .grad by the previous step was added to "
+                    "this one. Call optimizer.zero_grad() before loss.backward().":
+                        expected - _STEP_LR * _flat(junk),
+                    "the KL term is left out: the loss is -(reconstruction - KL); without the KL it is a plain "
+                    "autoencoder, and q_phi(z|x) is no longer pulled towards p(z).": -_STEP_LR * ref["rec"],
+                    "z was drawn with sample() instead of rsample(): sample() cuts the graph, so the encoder (phi) "
+                    "gets no gradient from the reconstruction, only from the KL. Use q.rsample() (or mean + std * eps).":
+                        -_STEP_LR * (ref["rec_detached"] + ref["kl"]),
+                    "the reconstruction is averaged over the 64 pixels instead of summed: log p(x|z) is a SUM of the "
+                    "pixels' log-probabilities. Averaging divides it by 64 and weights the KL 64 times too much.":
+                        -_STEP_LR * (ref["rec"] / 64 + ref["kl"]),
+                    "the optimizer was not zeroed, and the loss has the wrong sign.": -expected - _STEP_LR * _flat(junk),
+                }
+                for message, wrong in mistakes.items():
+                    if _close(update, wrong, n_encoder, rtol=1e-2):
+                        raise ExerciseError(message)
+                err = float((update - expected).norm() / expected.norm())
+                raise ExerciseError(
+                    f"the parameter update differs from the reference step's by {err:.1%} (relative). The check seeds "
+                    "torch before calling your function: draw z once per image with q.rsample() (or mean + std * "
+                    "torch.randn_like(std)), with q = N(mean, diag std^2) from model.encoder.params(x_batch); use "
+                    "only the optimizer you are given, one step.")
+            try:
+                loss = float(_number(out["loss"]))
+            except (TypeError, ValueError):
+                raise ExerciseError(f"out[\"loss\"] should be a number, got {type(out['loss']).__name__}") from None
+            if not math.isclose(loss, ref["loss"], rel_tol=1e-4, abs_tol=1e-4):
+                raise ExerciseError(f"the update is right, but the returned loss is {loss:.6g}; the step's loss "
+                                    f"-(reconstruction - KL), batch average, is {ref['loss']:.6g} nats per image.")
+            if "elbo" in out and not math.isclose(float(_number(out["elbo"])), -ref["loss"], rel_tol=1e-4, abs_tol=1e-4):
+                raise ExerciseError(f"out[\"elbo\"] is {float(_number(out['elbo'])):.6g}, but the batch ELBO is {-ref['loss']:.6g} "
+                                    "(= minus the loss).")
+
+    return run_check("Exercise 07.3 (one training step)", body,
+                     "mean, log_std = model.encoder.params(x_batch); z = torch.distributions.Normal(mean, log_std.exp())"
+                     ".rsample(); reconstruction = model.decoder(z).log_prob(x_batch) (summed over pixels); kl = closed "
+                     "form; loss = -(reconstruction - kl).mean(); optimizer.zero_grad(); loss.backward(); optimizer.step().",
+                     student_fn)

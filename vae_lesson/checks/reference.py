@@ -116,3 +116,10 @@ def importance_weighted_log_px(model, x, eps):
     q = model.encoder(x)
     z = q.mean + q.stddev * eps
     return torch.logsumexp(model.joint_log_prob(x, z) - q.log_prob(z), 0) - math.log(eps.shape[0])
+
+
+def training_step(model, x_batch, optimizer):
+    """One VAE training step on minus the ELBO (rsample, summed pixels, closed-form KL): the package's own."""
+    from ..vae import training_step as step
+
+    return step(model, x_batch, optimizer)
