@@ -4,6 +4,7 @@
     python3 dev.py lab     # set up .venv (first time only) and open JupyterLab on notebooks/
     python3 dev.py test    # set up .venv if needed, then run every test and every notebook
     python3 dev.py app     # the latent explorer (notebook 07) and ELBO playground (03) as a web app
+    python3 dev.py grade-course COURSE_DIR  # an nbgrader course from notebooks/ (README: grading)
 
 Needs only Python 3.10+ to start. The environment is rebuilt when requirements.txt or
 pyproject.toml change. Extra arguments go to JupyterLab or pytest, e.g.
@@ -99,8 +100,15 @@ def test(args: list[str]) -> int:
     return subprocess.call([str(PYTHON), "-m", "pytest", *args], cwd=ROOT, env=env)
 
 
+def grade_course(args: list[str]) -> int:
+    """Write an nbgrader course directory from notebooks/ (tools/nbgrader_course.py; README, "Grading
+    a class with nbgrader"). Then run nbgrader with .venv/bin first on PATH (nbgrader runs `alembic`)."""
+    ensure_env()
+    return subprocess.call([str(PYTHON), str(ROOT / "tools" / "nbgrader_course.py"), *args])
+
+
 def main(argv: list[str]) -> int:
-    commands = {"lab": lab, "test": test, "app": app}
+    commands = {"lab": lab, "test": test, "app": app, "grade-course": grade_course}
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2

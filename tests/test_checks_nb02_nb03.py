@@ -326,7 +326,7 @@ PPCA_MISTAKES = [
     ("one thing", lambda *a: ppca_right(*a)[0], "return two things"),
     ("three things", lambda *a: (*ppca_right(*a), None), "return two things"),
     ("transposed mean", lambda *a: (ppca_right(*a)[0].T, ppca_right(*a)[1]), "transposed"),
-    ("cov per point", _ppca_cov_per_point, "one axis too many"),
+    ("cov per point", _ppca_cov_per_point, "one covariance shared by all data points"),
     ("mean sign", lambda *a: (-ppca_right(*a)[0], ppca_right(*a)[1]), "sign is wrong"),
 ]
 

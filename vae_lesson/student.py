@@ -3,7 +3,7 @@
     python -m vae_lesson.student notebooks/ student/
 
 For every notebook: each cell tagged ``solution`` becomes a scaffold (a function keeps its
-signature and docstring, and its body becomes ``raise NotImplementedError``; a variable the
+signature and docstring, and its body becomes ``raise NotImplementedError("✏️ your code here")``; a variable the
 student must choose becomes ``None``), every output is cleared, and the checks stay. An
 unfinished exercise's check says "not done yet" and lets the rest of the notebook use the
 reference implementation, so "Run All" reaches the end.
@@ -16,12 +16,15 @@ from pathlib import Path
 
 import nbformat
 
+from .checks._core import NOT_DONE
+
 SCAFFOLD_TAG = "exercise"
 
 
 def scaffold(source: str) -> str:
     """The scaffold of a solution cell: functions keep their ``def`` line(s) and docstring with the
-    body replaced by ``raise NotImplementedError``; assignments become ``= None`` per name."""
+    body replaced by ``raise NotImplementedError(NOT_DONE)`` (the marker the checks read as "not done
+    yet"); assignments become ``= None`` per name."""
     tree = ast.parse(source)
     lines = source.splitlines()
     out: list[str] = []
@@ -34,7 +37,7 @@ def scaffold(source: str) -> str:
             indent = " " * node.body[0].col_offset
             if doc is not None:
                 keep += lines[node.body[0].lineno - 1:node.body[0].end_lineno]
-            keep.append(f"{indent}raise NotImplementedError  # ✏️ your code here")
+            keep.append(f'{indent}raise NotImplementedError("{NOT_DONE}")  # ✏️ replace this line with your code')
             out.extend(keep)
             out.append("")
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):

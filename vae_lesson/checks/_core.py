@@ -7,21 +7,79 @@ e.g. ``checks.mixture_log_density(mixture_log_density)``.
 A check calls the student's function on the notebook's own inputs *and* on fresh random
 inputs (so hard-coded answers fail), compares with the reference in ``vae_lesson``, and
 - prints a pass line and returns a ``CheckResult`` when the answer is right;
-- prints "not done yet" (and returns, without raising) when the function still raises
-  ``NotImplementedError``, so "Run all" goes on in a student copy;
+- prints "not done yet" (and returns, without raising) when the function is still the scaffold,
+  so "Run all" goes on in a student copy; in a notebook the reference implementation takes the
+  student's name meanwhile (``use_reference``);
 - raises ``ExerciseError`` with what is wrong (shape, sign, a known mistake, the size of the
-  error) and a hint otherwise.
+  error) and an idea-level hint otherwise. A failing check never prints the solution.
+
+Writing a check (the interface the per-notebook modules ``nbNN`` use)
+--------------------------------------------------------------------
+- ``run_check(exercise, body, hint, student_fn=None, solution=None)``: ``exercise`` starts with
+  "Exercise NN.M (...)"; ``hint`` says what the idea is and where to look, never the code;
+  ``solution`` (code) is stored, never printed by a check.
+- Solutions: each ``nbNN`` module registers its solutions AT IMPORT with
+  ``register_solution("03.1", "z = q.sample(...) ...")`` (module level, next to the check), so
+  that ``checks.solution("03.1")`` works before the check ever ran. The registry is the dict
+  ``SOLUTIONS`` (id -> text). Passing ``solution=`` to ``run_check`` registers it too.
+- "Not done yet" is ONLY: ``NotImplementedError(NOT_DONE)`` raised anywhere (the scaffold's line,
+  ``raise NotImplementedError("✏️ your code here")``), or a bare ``NotImplementedError`` raised
+  directly by the student's function (``student_fn``), by the check's own ``body`` (e.g. 02.3's
+  "still None": better raise ``NotImplementedError(NOT_DONE)`` there), or by code the student
+  wrote in the notebook. Any other NotImplementedError (torch has no KL formula for a pair,
+  ``Categorical.rsample``...) is an ExerciseError that quotes torch; the student's function is
+  then never replaced by the reference.
+- ``compare(answer, expected, what, mistakes=None, rtol=1e-4, atol=1e-5, scale=None, inputs=())``:
+  the given rtol/atol are the float64 tolerances. When the student's answer (or any tensor in
+  ``inputs``, or ``expected``) is float32/16, or the answer is a Python list/tuple/number, the
+  tolerances widen to float32 round-off: rtol >= FLOAT32_RTOL and atol >= FLOAT32_RTOL * scale,
+  where ``scale`` (default max(1, max|expected|)) is the magnitude of the intermediate terms
+  (pass it when a result is a small difference or sum of large terms).
+- ``copies(*objs)`` / ``call_student(student_fn, *args)``: pass the student deep copies of the
+  notebook's tensors (tensors, arrays, modules, lists/tuples/dicts of them), so an in-place edit
+  (``x.mul_(0)``) cannot change the notebook's data. A leaf tensor that requires grad is copied
+  to a NEW leaf: read ``.grad`` from the copy.
+
+Modes
+-----
+- Solutions: ``checks.solution("03.1")`` prints and returns the solution; refused when the env
+  var ``VAE_LESSON_NO_SOLUTIONS=1``, in graded mode, or after ``solutions_enabled(False)``.
+- Graded (nbgrader): env var ``VAE_LESSON_GRADED=1`` or ``graded(True)``. A not-done exercise
+  still installs the reference fallback (later cells run) and then raises ``ExerciseNotDone``
+  ("not done: 0 points"), so the autograded test cell fails; solutions are off.
 """
 from __future__ import annotations
 
+import copy
+import math
+import os
+import re
+import sysconfig
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping
 
+import numpy as np
 import torch
+
+NOT_DONE = "✏️ your code here"
+"""The scaffold's marker: ``raise NotImplementedError(NOT_DONE)`` means "not done yet"."""
+
+FLOAT32_RTOL = 256 * torch.finfo(torch.float32).eps  # about 3e-5: float32 round-off over a few hundred operations
+
+SOLUTIONS: dict[str, str] = {}
+"""Exercise id ("03.1") -> solution code, filled at import by the ``nbNN`` modules."""
+
+_GRADED: bool | None = None  # None: follow the environment variable
+_SOLUTIONS_ON: bool | None = None
 
 
 class ExerciseError(AssertionError):
     """The answer to an exercise is wrong; the message says how and gives a hint."""
+
+
+class ExerciseNotDone(ExerciseError):
+    """Graded mode only: the exercise is still the scaffold, so its test cell earns 0 points."""
 
 
 @dataclass(frozen=True)
@@ -37,8 +95,166 @@ class CheckResult:
         """Show nothing when a check is a cell's last line: the check already printed its line."""
 
 
+# --- modes and solutions ----------------------------------------------------------------------
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def graded(on: bool | None = None) -> bool:
+    """Graded mode (for nbgrader): ``graded(True)`` / ``graded(False)`` switch it for this
+    session, ``graded(None)`` goes back to the env var ``VAE_LESSON_GRADED``. Returns whether it is on."""
+    global _GRADED
+    if on is not None:
+        _GRADED = bool(on)
+    return _GRADED if _GRADED is not None else _env_flag("VAE_LESSON_GRADED")
+
+
+def reset_modes() -> None:
+    """Forget ``graded(...)`` and ``solutions_enabled(...)``: follow the environment variables again."""
+    global _GRADED, _SOLUTIONS_ON
+    _GRADED = _SOLUTIONS_ON = None
+
+
+def solutions_enabled(on: bool | None = None) -> bool:
+    """Whether ``solution(...)`` may show solutions: never in graded mode nor with the env var
+    ``VAE_LESSON_NO_SOLUTIONS=1``; ``solutions_enabled(False)`` turns them off for this session."""
+    global _SOLUTIONS_ON
+    if on is not None:
+        _SOLUTIONS_ON = bool(on)
+    if graded() or _env_flag("VAE_LESSON_NO_SOLUTIONS"):
+        return False
+    return _SOLUTIONS_ON if _SOLUTIONS_ON is not None else True
+
+
+def exercise_id(exercise: str) -> str | None:
+    """ "Exercise 03.1 (Monte Carlo ELBO)" -> "03.1" (None when there is no such number)."""
+    m = re.search(r"(\d{2}\.\d+)", exercise)
+    return m.group(1) if m else None
+
+
+def register_solution(exercise: str, text: str) -> None:
+    """Store the solution of an exercise ("03.1" or "Exercise 03.1 (...)"); it is shown only by
+    ``solution(...)``, never by a failing check."""
+    key = exercise_id(exercise)
+    if key is None:
+        raise ValueError(f"register_solution: expected an exercise id like '03.1', got {exercise!r}")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"register_solution({key!r}): the solution must be a non-empty string")
+    SOLUTIONS[key] = text.strip()
+
+
+def register_solutions(solutions: Mapping[str, str]) -> None:
+    """``register_solution`` for every (id, text) of a notebook's table, at import, so that
+    ``checks.solution("NN.M")`` works before any check has run."""
+    for key, text in solutions.items():
+        register_solution(key, text)
+
+
+def solution(exercise: str) -> str:
+    """Print and return the solution of an exercise, e.g. ``checks.solution("03.1")``.
+    Refused with PermissionError when solutions are turned off (``solutions_enabled``); an
+    unknown id raises ValueError listing the known ones."""
+    key = exercise_id(str(exercise))
+    if key is None or key not in SOLUTIONS:
+        known = ", ".join(sorted(SOLUTIONS)) or "none"
+        raise ValueError(f"no exercise {exercise!r}; the exercises with solutions are: {known}")
+    if not solutions_enabled():
+        why = ("this is a graded copy" if graded() else
+               "the instructor turned them off (VAE_LESSON_NO_SOLUTIONS)" if _env_flag("VAE_LESSON_NO_SOLUTIONS")
+               else "they were turned off with checks.solutions_enabled(False)")
+        raise PermissionError(f"solutions are not available here: {why}. Use the hint of the check, "
+                              "or ask your instructor.")
+    text = SOLUTIONS[key]
+    print(f"Solution of exercise {key}:\n{text}")
+    return text
+
+
+# --- copies ----------------------------------------------------------------------------------
+
+def _copy(obj):
+    if isinstance(obj, torch.Tensor):
+        if obj.requires_grad and obj.is_leaf:
+            return obj.detach().clone().requires_grad_(True)
+        return obj.clone()
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    if isinstance(obj, torch.nn.Module):
+        return copy.deepcopy(obj)
+    if isinstance(obj, list):
+        return [_copy(o) for o in obj]
+    if isinstance(obj, tuple):
+        return type(obj)(*(_copy(o) for o in obj)) if hasattr(obj, "_fields") else tuple(_copy(o) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _copy(v) for k, v in obj.items()}
+    if isinstance(obj, (int, float, complex, str, bytes, bool, type(None))) or callable(obj):
+        return obj
+    try:
+        return copy.deepcopy(obj)
+    except Exception:  # noqa: BLE001  (e.g. a distribution holding non-leaf tensors): pass it as it is
+        return obj
+
+
+def copies(*objs):
+    """Deep copies of the notebook's inputs for a student's function: tensors are cloned (a leaf
+    that requires grad becomes a new leaf: read its ``.grad`` from the copy), arrays copied,
+    modules deep-copied, lists/tuples/dicts copied element-wise; functions and numbers are passed
+    as they are. One argument -> its copy; several -> a tuple of copies."""
+    out = tuple(_copy(o) for o in objs)
+    return out[0] if len(out) == 1 else out
+
+
+def call_student(student_fn, *args, **kwargs):
+    """``student_fn`` called on copies of ``args``/``kwargs``: its in-place edits stay its own."""
+    return student_fn(*(_copy(a) for a in args), **{k: _copy(v) for k, v in kwargs.items()})
+
+
+# --- compare ---------------------------------------------------------------------------------
+
 def _describe(t: torch.Tensor) -> str:
     return f"shape {tuple(t.shape)}"
+
+
+_LOW = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def _as_tensor(answer, what: str):
+    """(tensor, low_precision, origin): the answer as a tensor, whether it only carries float32
+    precision (a float32/16 tensor, or a Python list/number: treated alike), and what it was."""
+    if isinstance(answer, torch.Tensor):
+        return answer.detach(), answer.dtype in _LOW, f"{answer.dtype}"
+    if isinstance(answer, np.ndarray) or isinstance(answer, np.generic):
+        t = torch.as_tensor(np.asarray(answer))
+        return t, t.dtype in _LOW, f"a NumPy {t.dtype} array"
+    kind = type(answer).__name__
+    if isinstance(answer, (list, tuple)) and answer and all(isinstance(a, torch.Tensor) for a in answer):
+        try:
+            t = torch.stack([a.detach() for a in answer])
+        except Exception:  # noqa: BLE001
+            raise ExerciseError(f"{what}: expected a torch tensor, got a {kind} of tensors of different shapes") from None
+        return t, True, f"a {kind} of tensors"
+    try:
+        t = torch.as_tensor(answer, dtype=torch.float64)
+    except Exception:  # noqa: BLE001
+        raise ExerciseError(f"{what}: expected a torch tensor, got {kind}") from None
+    return t, True, f"a Python {kind}"
+
+
+def tolerances(low_precision: bool, expected: torch.Tensor, rtol: float, atol: float,
+               scale: float | None = None) -> tuple[float, float]:
+    """(rtol, atol) for comparing with ``expected``: as given for float64 work; for float32 work
+    widened to rtol >= FLOAT32_RTOL and atol >= FLOAT32_RTOL * scale, scale = max(1, max|expected|)
+    unless given (the size of the terms the result is computed from)."""
+    if not (rtol >= 0 and atol >= 0):
+        raise ValueError(f"tolerances: rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+    if scale is not None and not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"tolerances: scale is the size of the terms, a positive number; got {scale}")
+    if not low_precision:
+        return rtol, atol
+    if scale is None:
+        finite = expected[torch.isfinite(expected)]
+        scale = max(1.0, finite.abs().max().item()) if finite.numel() else 1.0
+    return max(rtol, FLOAT32_RTOL), max(atol, FLOAT32_RTOL * float(scale))
 
 
 def compare(
@@ -48,24 +264,32 @@ def compare(
     mistakes: Mapping[str, torch.Tensor] | None = None,
     rtol: float = 1e-4,
     atol: float = 1e-5,
+    scale: float | None = None,
+    inputs=(),
 ) -> None:
-    """Raise ExerciseError unless ``answer`` matches ``expected`` (same shape, allclose).
+    """Raise ExerciseError unless ``answer`` matches ``expected``: same shape and, elementwise,
+    |answer - expected| <= atol + rtol |expected|.
 
-    The message diagnoses the usual slips: ``None`` returned, wrong shape (transposed, an axis
-    reduced or kept), NaN, wrong sign, a forgotten log or exp, and any of the exercise's
-    known ``mistakes`` (name -> what that mistake would return); otherwise it reports the
-    largest error and where it is.
+    ``rtol``/``atol`` are for float64 work; when the answer is float32/16 (or a Python list or
+    number), or ``expected`` or any tensor in ``inputs`` is, the float32 tolerances of
+    ``tolerances`` apply (``scale``: magnitude of the terms, see there). The message diagnoses
+    the usual slips: ``None`` returned, wrong shape (transposed, an axis reduced or kept), NaN,
+    wrong sign, a forgotten log or exp, and any of the exercise's known ``mistakes`` (name ->
+    what that mistake would return); otherwise it shows the element that breaks the tolerance
+    by most, with its index, both values to 10 significant digits, and the tolerance.
     """
     if answer is None:
         raise ExerciseError(f"{what}: your function returned None. Did you forget `return`?")
-    if not isinstance(answer, torch.Tensor):
-        try:
-            answer = torch.as_tensor(answer, dtype=expected.dtype)
-        except Exception:  # noqa: BLE001
-            raise ExerciseError(
-                f"{what}: expected a torch tensor, got {type(answer).__name__}"
-            ) from None
-    answer = answer.detach().to(expected.dtype)
+    expected = torch.as_tensor(expected).detach()
+    answer, low, origin = _as_tensor(answer, what)
+    if answer.dtype.is_complex:
+        raise ExerciseError(f"{what}: expected real numbers, got {answer.dtype}")
+    if not low and (expected.dtype in _LOW or any(isinstance(t, torch.Tensor) and t.dtype in _LOW
+                                                  for t in (inputs or ()))):
+        low, origin = True, "the inputs are float32"
+    work = torch.float64  # compare in float64 so that the comparison itself adds no round-off
+    answer = answer.to(work)
+    expected = expected.to(work)
     if answer.shape != expected.shape:
         msg = f"{what}: expected {_describe(expected)}, got {_describe(answer)}."
         if answer.dim() == 2 and answer.shape == expected.shape[::-1] and expected.dim() == 2:
@@ -83,14 +307,16 @@ def compare(
             f"{what}: {n} value(s) are NaN or infinite. Work in log space (torch.logsumexp) "
             "instead of multiplying or exponentiating small numbers."
         )
+    rt, at = tolerances(low, expected, rtol, atol, scale)
 
     def close(a, b):
-        return a.shape == b.shape and torch.allclose(a, b, rtol=rtol, atol=atol)
+        return a.shape == b.shape and bool(torch.isclose(a, b, rtol=rt, atol=at).all())
 
     if close(answer, expected):
         return
     for name, wrong in (mistakes or {}).items():
-        if close(answer, wrong.to(expected.dtype)):
+        wrong = torch.as_tensor(wrong).detach().to(work)
+        if close(answer, wrong):
             raise ExerciseError(f"{what}: {name}")
     if close(-answer, expected):
         raise ExerciseError(f"{what}: the sign is wrong (your values are the negatives of the expected ones).")
@@ -101,15 +327,27 @@ def compare(
             raise ExerciseError(
                 f"{what}: your values are exp of the expected ones: return the log (a log-density, in nats)."
             )
-    err = (answer - expected).abs()
-    i = int(err.argmax())
-    idx = tuple(int(v) for v in torch.unravel_index(torch.tensor(i), expected.shape))
-    raise ExerciseError(
-        f"{what}: values differ from the reference by up to {err.max().item():.3g} "
-        f"(at index {idx}: expected {expected.flatten()[i].item():.6g}, got {answer.flatten()[i].item():.6g}); "
-        f"the tolerance is rtol={rtol:g}, atol={atol:g}."
-    )
+    raise ExerciseError(differ_message(answer, expected, what, rt, at, low, origin))
 
+
+def differ_message(answer: torch.Tensor, expected: torch.Tensor, what: str, rtol: float, atol: float,
+                   low_precision: bool = False, origin: str = "") -> str:
+    """The "values differ" message: the element that breaks |a - e| <= atol + rtol |e| by most."""
+    err = (answer - expected).abs()
+    allowed = atol + rtol * expected.abs()
+    i = int((err - allowed).flatten().argmax())
+    idx = tuple(int(v) for v in torch.unravel_index(torch.tensor(i), expected.shape)) if expected.dim() else ()
+    n_bad = int((err > allowed).sum())
+    e, a = expected.flatten()[i].item(), answer.flatten()[i].item()
+    because = origin if origin.startswith("the inputs") else f"your result is {origin}"
+    which = (f"float32 tolerance, as {because}" if low_precision and origin
+             else "float32 tolerance" if low_precision else "float64 tolerance")
+    return (f"{what}: values differ from the reference by more than the tolerance at {n_bad} of {expected.numel()} "
+            f"element(s). Worst at index {idx}: expected {e:.10g}, got {a:.10g} (difference {abs(a - e):.3g}, "
+            f"allowed {allowed.flatten()[i].item():.3g}: rtol={rtol:.3g}, atol={atol:.3g}, {which}).")
+
+
+# --- running a check --------------------------------------------------------------------------
 
 def use_reference(student_fn) -> str:
     """While an exercise is not done, put the reference implementation (``checks.reference``)
@@ -131,20 +369,101 @@ def use_reference(student_fn) -> str:
             f"the notebook runs. Your own `{name}` takes over when you re-run its cell.")
 
 
-def run_check(exercise: str, body: Callable[[], None], hint: str, student_fn=None) -> CheckResult:
-    """Run a check body; translate NotImplementedError into "not done yet" (and, in a notebook,
-    fall back to the reference implementation of ``student_fn``) and wrong answers into an
-    ExerciseError that carries the hint."""
+def _library_dirs() -> tuple[str, ...]:
+    dirs = {str(Path(torch.__file__).resolve().parent), str(Path(__file__).resolve().parents[1])}
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        try:
+            dirs.add(str(Path(sysconfig.get_paths()[key]).resolve()))
+        except (KeyError, OSError):  # pragma: no cover
+            pass
+    return tuple(sorted(dirs))
+
+
+def _innermost_frame(exc: BaseException):
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame if tb is not None else None
+
+
+def _in_library(frame) -> bool:
+    try:
+        path = str(Path(frame.f_code.co_filename).resolve())
+    except (OSError, ValueError):  # pragma: no cover
+        return False
+    return path.startswith(_library_dirs())
+
+
+def is_not_done(exc: NotImplementedError, student_fn=None, body=None) -> bool:
+    """Whether a NotImplementedError means "the exercise is not done yet": it carries NOT_DONE,
+    or it is bare and raised directly by ``student_fn``, by the check's ``body``, or by other code
+    outside any library (the student's notebook). Torch's own NotImplementedErrors are not."""
+    if exc.args and exc.args[0] == NOT_DONE:
+        return True
+    if exc.args and any(str(a).strip() for a in exc.args):
+        return False
+    frame = _innermost_frame(exc)
+    if frame is None:
+        return False
+    own = {getattr(f, "__code__", None) for f in (student_fn, body)} - {None}
+    if frame.f_code in own:
+        return True
+    return not _in_library(frame)
+
+
+def _where(exc: BaseException) -> str:
+    """Describe where a library raised: "inside torch (`Categorical.rsample`)"."""
+    frame = _innermost_frame(exc)
+    if frame is None:
+        return ""
+    torch_dir = str(Path(torch.__file__).resolve().parent)
+    lib = "torch" if str(Path(frame.f_code.co_filename).resolve()).startswith(torch_dir) else "a library"
+    owner = frame.f_locals.get("self")
+    name = f"{type(owner).__name__}.{frame.f_code.co_name}" if owner is not None else frame.f_code.co_name
+    return f" inside {lib} (`{name}`)" if _in_library(frame) else f" (in `{name}`)"
+
+
+def _not_implemented_message(exc: NotImplementedError) -> str:
+    where = _where(exc)
+    detail = str(exc).strip() or "(no message)"
+    if where.startswith(" inside torch"):
+        return (f"your function raised NotImplementedError{where}: {detail}\nThis is an error, not an unfinished "
+                "exercise: torch has no implementation for what was called (e.g. no KL formula for that pair of "
+                "distributions, no rsample for a discrete distribution). Write that step yourself from the formula.")
+    return (f"your function raised NotImplementedError{where}: {detail}\nOnly the scaffold's line "
+            f"`raise NotImplementedError(\"{NOT_DONE}\")` means \"not done yet\"; this one is an error to fix.")
+
+
+def _solution_note(key: str | None) -> str:
+    if key and key in SOLUTIONS and solutions_enabled():
+        return f'\n(Still stuck? `checks.solution("{key}")` shows a full solution.)'
+    return ""
+
+
+def run_check(exercise: str, body: Callable[[], None], hint: str, student_fn=None,
+              solution: str | None = None) -> CheckResult:
+    """Run a check body. An unfinished exercise (see ``is_not_done``) prints "not done yet" and, in
+    a notebook, puts the reference in place of ``student_fn`` (in graded mode it then raises
+    ExerciseNotDone); a wrong answer raises ExerciseError with the ``hint`` (never the
+    ``solution``, which is only registered for ``checks.solution``)."""
+    key = exercise_id(exercise)
+    if solution is not None and key is not None:
+        register_solution(key, solution)
     try:
         body()
-    except NotImplementedError:
-        msg = f"⏳ {exercise}: not done yet. Replace `raise NotImplementedError` with your code, then run the check again."
+    except NotImplementedError as exc:
+        if not is_not_done(exc, student_fn, body):
+            raise ExerciseError(f"❌ {exercise}: {_not_implemented_message(exc)}\nHint: {hint}{_solution_note(key)}") from None
+        msg = (f"⏳ {exercise}: not done yet. Replace the line `raise NotImplementedError(...)` with your code, "
+               "then run the check again.")
         if student_fn is not None:
             msg += use_reference(student_fn)
         print(msg)
+        if graded():
+            raise ExerciseNotDone(f"⏳ {exercise}: not done: 0 points.") from None
         return CheckResult(exercise, False, msg)
     except ExerciseError as exc:
-        raise ExerciseError(f"❌ {exercise}: {exc}\nHint: {hint}") from None
+        raise type(exc)(f"❌ {exercise}: {exc}\nHint: {hint}{_solution_note(key)}") from None
     msg = f"✅ {exercise}: correct."
     print(msg)
     return CheckResult(exercise, True, msg)

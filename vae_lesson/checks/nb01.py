@@ -4,7 +4,26 @@ from __future__ import annotations
 import torch
 
 from ..models import GaussianMixture
-from ._core import CheckResult, compare, run_check
+from ._core import CheckResult, compare, copies, register_solutions, run_check
+
+HINTS = {
+    "01.1": "p(x) sums the joint p(x, z=c) = pi_c N(x; mu_c, Sigma_c) over the components. Work in log space: "
+            "add log pi_c to each component's log-density, then combine the components with a log-sum-exp "
+            "(exp of log-densities near -1000 underflows to 0). One value per data point.",
+    "01.2": "Bayes' rule: the responsibility of component c is the joint p(x, z=c) divided by its sum over c. "
+            "Stay in log space and normalize over the component axis with a softmax, so that far-away points "
+            "(log-densities near -1000) do not turn into 0 / 0.",
+    "01.3": "each new mean is a weighted average of ALL data points, the weights being the responsibilities r_nc "
+            "of that component, divided by their total N_c (the effective number of points of component c).",
+}
+SOLUTIONS = {
+    "01.1": "log_joint = weights.log() + D.MultivariateNormal(means, covariance_matrix=covs).log_prob(x[:, None, :])\n"
+            "return torch.logsumexp(log_joint, dim=-1)",
+    "01.2": "log_joint = weights.log() + D.MultivariateNormal(means, covariance_matrix=covs).log_prob(x[:, None, :])\n"
+            "return torch.softmax(log_joint, dim=-1)",
+    "01.3": "return resp.T @ x / resp.sum(0)[:, None]",
+}
+register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
 
 
 def _random_mixture(seed: int, C: int = 4, D: int = 3) -> tuple[torch.Tensor, ...]:
@@ -18,10 +37,19 @@ def _random_mixture(seed: int, C: int = 4, D: int = 3) -> tuple[torch.Tensor, ..
     return x, weights, means, covs
 
 
+def _far_mixture() -> tuple[torch.Tensor, ...]:
+    """Data points far from every component (float64): their log-densities are around -1000, where
+    exp underflows to 0, so only a log-sum-exp (log space) route gets them right."""
+    x, weights, means, covs = (t.double() for t in _random_mixture(303, C=3, D=2))
+    x = x.clone()
+    x[:3] = torch.tensor([[40.0, 25.0], [-42.0, 48.0], [46.0, -44.0]], dtype=torch.float64)
+    return x, weights, means, covs
+
+
 def _mixture_cases(x=None, weights=None, means=None, covs=None):
-    cases = [_random_mixture(101), _random_mixture(202, C=2, D=2)]
-    if x is not None:
-        cases.insert(0, (torch.as_tensor(x), torch.as_tensor(weights), torch.as_tensor(means), torch.as_tensor(covs)))
+    cases = [_random_mixture(101), _random_mixture(202, C=2, D=2), _far_mixture()]
+    if x is not None:  # the notebook's own data: copies, so that an in-place edit cannot change it
+        cases.insert(0, tuple(torch.as_tensor(t).clone() for t in (x, weights, means, covs)))
     return cases
 
 
@@ -47,10 +75,10 @@ def mixture_log_density(student_fn, x=None, weights=None, means=None, covs=None)
                 "you took the max over components (a hard assignment) instead of log-sum-exp (a sum over z).":
                     (w.log() + comp).max(-1).values,
             }
-            compare(student_fn(xs, w, m, c), expected, "log p(x)", mistakes)
+            compare(student_fn(*copies(xs, w, m, c)), expected, "log p(x)", mistakes)
 
-    return run_check("Exercise 01.1 (log-density of a mixture)", body,
-                     "log p(x) = logsumexp_c [log pi_c + log N(x; mu_c, Sigma_c)], one value per data point.", student_fn)
+    return run_check("Exercise 01.1 (log-density of a mixture)", body, HINTS["01.1"], student_fn,
+                     solution=SOLUTIONS["01.1"])
 
 
 def responsibilities(student_fn, x=None, weights=None, means=None, covs=None) -> CheckResult:
@@ -70,10 +98,10 @@ def responsibilities(student_fn, x=None, weights=None, means=None, covs=None) ->
                     torch.softmax(_component_log_probs(xs, m, c), -1),
                 "you returned log-responsibilities; exponentiate them.": torch.log_softmax(joint, -1),
             }
-            compare(student_fn(xs, w, m, c), expected, "p(z|x)", mistakes)
+            compare(student_fn(*copies(xs, w, m, c)), expected, "p(z|x)", mistakes)
 
-    return run_check("Exercise 01.2 (posterior responsibilities)", body,
-                     "Bayes: p(z=c|x) = p(x, z=c) / p(x); in log space, torch.softmax(log pi + log N, dim=-1).", student_fn)
+    return run_check("Exercise 01.2 (posterior responsibilities)", body, HINTS["01.2"], student_fn,
+                     solution=SOLUTIONS["01.2"])
 
 
 def m_step_means(student_fn, x=None, resp=None) -> CheckResult:
@@ -84,8 +112,8 @@ def m_step_means(student_fn, x=None, resp=None) -> CheckResult:
         g = torch.Generator().manual_seed(7)
         cases = [(2 * torch.randn(9, 3, generator=g), torch.softmax(torch.randn(9, 4, generator=g), -1)),
                  (torch.randn(5, 2, generator=g), torch.softmax(3 * torch.randn(5, 3, generator=g), -1))]
-        if x is not None:
-            cases.insert(0, (torch.as_tensor(x), torch.as_tensor(resp)))
+        if x is not None:  # the notebook's own data: copies, so that an in-place edit cannot change it
+            cases.insert(0, tuple(torch.as_tensor(t).clone() for t in (x, resp)))
         for xs, r in cases:
             expected = r.T @ xs / r.sum(0)[:, None]
             mistakes = {
@@ -95,7 +123,7 @@ def m_step_means(student_fn, x=None, resp=None) -> CheckResult:
                 "you took the plain average of all points; weight each point by its responsibility r_nc.":
                     xs.mean(0).expand(r.shape[1], -1),
             }
-            compare(student_fn(xs, r), expected, "new means", mistakes)
+            compare(student_fn(*copies(xs, r)), expected, "new means", mistakes)
 
-    return run_check("Exercise 01.3 (M-step for the means)", body,
-                     "mu_c = sum_n r_nc x_n / sum_n r_nc; in matrix form resp.T @ x / resp.sum(0)[:, None].", student_fn)
+    return run_check("Exercise 01.3 (M-step for the means)", body, HINTS["01.3"], student_fn,
+                     solution=SOLUTIONS["01.3"])

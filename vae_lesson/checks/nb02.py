@@ -7,7 +7,24 @@ import torch
 
 from ..estimators import effective_sample_size, log_mean_exp
 from ..models import LinearGaussianModel
-from ._core import CheckResult, ExerciseError, compare, run_check
+from ._core import NOT_DONE, CheckResult, ExerciseError, compare, register_solutions, run_check
+
+HINTS = {
+    "02.1": "you need the log of an AVERAGE of likelihoods, computed from their logs without leaving log space "
+            "(exp of -1000 underflows to 0). Which torch function computes log sum exp stably, and what turns a "
+            "sum over K samples into an average?",
+    "02.2": "the same log-mean-exp as in 02.1, applied to the log importance weights: each weight is the joint "
+            "divided by the proposal density, so in log space a difference.",
+    "02.3": "a proposal should cover the posterior: centred near its mean, and a little wider than it (narrower "
+            "than the posterior's std / sqrt(2) gives weights of infinite variance). Use the widget to read the "
+            "posterior's mean and std.",
+}
+SOLUTIONS = {
+    "02.1": "K = log_likelihoods.shape[0]\nreturn torch.logsumexp(log_likelihoods, dim=0) - math.log(K)",
+    "02.2": "log_w = log_joint - log_q\nreturn torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])",
+    "02.3": "q_mean = the posterior mean, q_std = about 1.2 to 2 times the posterior std (read both from the widget)",
+}
+register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
 
 
 def _log_weight_cases():
@@ -35,8 +52,8 @@ def naive_log_marginal(student_fn) -> CheckResult:
             }
             compare(student_fn(lw.clone()), log_mean_exp(lw, 0), "log p_hat(x)", mistakes, rtol=1e-7, atol=1e-7)
 
-    return run_check("Exercise 02.1 (naive Monte Carlo in log space)", body,
-                     "log p_hat = torch.logsumexp(log_likelihoods, dim=0) - math.log(K).", student_fn)
+    return run_check("Exercise 02.1 (naive Monte Carlo in log space)", body, HINTS["02.1"], student_fn,
+                     solution=SOLUTIONS["02.1"])
 
 
 def importance_log_marginal(student_fn) -> CheckResult:
@@ -58,18 +75,23 @@ def importance_log_marginal(student_fn) -> CheckResult:
             compare(student_fn(lj.clone(), lq.clone()), log_mean_exp(lj - lq, 0), "log p_hat(x)", mistakes,
                     rtol=1e-7, atol=1e-7)
 
-    return run_check("Exercise 02.2 (importance sampling in log space)", body,
-                     "log w_k = log p(x, z_k) - log q(z_k); log p_hat = logsumexp(log w, dim=0) - log K.", student_fn)
+    return run_check("Exercise 02.2 (importance sampling in log space)", body, HINTS["02.2"], student_fn,
+                     solution=SOLUTIONS["02.2"])
 
 
 def good_proposal(q_mean: float, q_std: float, model: LinearGaussianModel, x: torch.Tensor,
-                  n_samples: int = 10_000, target_fraction: float = 0.5) -> CheckResult:
+                  n_samples: int = 10_000, target_fraction: float = 0.5, seed: int = 0) -> CheckResult:
     """Exercise 02.3: choose q = N(q_mean, q_std^2) over a 1-D latent whose importance weights have an
-    effective sample size of at least ``target_fraction`` * K (K = 10,000, fixed seed)."""
+    effective sample size of at least ``target_fraction`` * K (K = 10,000, seed ``seed``).
+
+    First a rule that no seed can change: with the Gaussian posterior N(mu_post, sigma_post^2), the weights
+    w = p(z|x) p(x) / q(z) have E_q[w^2] proportional to the integral of p(z|x)^2 / q(z), which is infinite
+    when 2 / sigma_post^2 - 1 / sigma_q^2 <= 0, i.e. sigma_q <= sigma_post / sqrt(2): such a q is rejected
+    whatever its (then unreliable) effective sample size."""
 
     def body():
         if q_mean is None or q_std is None:  # the student copy starts with None
-            raise NotImplementedError
+            raise NotImplementedError(NOT_DONE)
         try:
             m, s = float(q_mean), float(q_std)
         except (TypeError, ValueError):
@@ -80,7 +102,16 @@ def good_proposal(q_mean: float, q_std: float, model: LinearGaussianModel, x: to
             raise ExerciseError(f"q_std is a standard deviation: it must be > 0, got {s}")
         post = model.posterior(x)
         pm, ps = post.mean.item(), post.covariance_matrix.sqrt().item()
-        g = torch.Generator().manual_seed(0)
+        if s <= ps / math.sqrt(2):
+            raise ExerciseError(
+                f"q is too narrow: q_std = {s:.3g} is narrower than the posterior's std / sqrt(2) = "
+                f"{ps:.3g} / sqrt(2) = "
+                f"{ps / math.sqrt(2):.3g}. Then the importance weights have infinite variance (E_q[w^2] = "
+                "integral of p(z|x)^2 / q(z) diverges in the tails, where q falls off faster than p(z|x)^2): "
+                "a rare draw in the tail gets a huge weight, so the estimate is unreliable even when an "
+                f"effective sample size looks fine. Make q wider than {ps / math.sqrt(2):.3g} (a little wider "
+                f"than the posterior's std {ps:.3g} is best).")
+        g = torch.Generator().manual_seed(seed)
         z = m + s * torch.randn(n_samples, 1, generator=g, dtype=torch.float64)
         log_q = torch.distributions.Normal(m, s).log_prob(z[:, 0])
         log_w = model.joint_log_prob(x, z) - log_q  # (S,): x is one data point
@@ -95,5 +126,4 @@ def good_proposal(q_mean: float, q_std: float, model: LinearGaussianModel, x: to
             )
         print(f"effective sample size: {frac:.1%} of K")
 
-    return run_check("Exercise 02.3 (a good proposal)", body,
-                     "a proposal should cover the posterior: centred near its mean, a little wider than it.")
+    return run_check("Exercise 02.3 (a good proposal)", body, HINTS["02.3"], solution=SOLUTIONS["02.3"])

@@ -7,7 +7,27 @@ import torch
 from torch import distributions as D
 
 from ..models import Latent1DModel, LinearGaussianModel
-from ._core import CheckResult, ExerciseError, compare, run_check
+from ._core import CheckResult, ExerciseError, compare, register_solutions, run_check
+
+HINTS = {
+    "03.1": "the ELBO is an expectation under q: draw the S samples from q itself, evaluate the integrand "
+            "log p(x, z) - log q(z) at each of them, and average (q is a torch distribution: it can both sample "
+            "and give log-densities).",
+    "03.2": "the KL between two Gaussians has a closed form; for diagonal Gaussians it is a sum over the latent "
+            "dimensions of one-dimensional terms, each built from the variance, the squared mean, a constant and "
+            "the log of the variance, with a factor 1/2.",
+    "03.3": "write log p(x, z) as a quadratic in z and complete the square: the precision (inverse covariance) "
+            "is W^T W / sigma^2 plus the prior's identity. It does not depend on x, so one covariance serves "
+            "every data point; only the mean moves with x - b. Prefer solving a linear system to inverting.",
+}
+SOLUTIONS = {
+    "03.1": "z = q.sample((n_samples,))\nreturn (log_joint(z) - q.log_prob(z)).mean()",
+    "03.2": "return 0.5 * (std**2 + mean**2 - 1 - 2 * torch.log(std)).sum(-1)",
+    "03.3": "M = W.T @ W + sigma**2 * torch.eye(W.shape[1], dtype=W.dtype)\n"
+            "mean = torch.linalg.solve(M, W.T @ (x - b).T).T\ncov = sigma**2 * torch.linalg.inv(M)\n"
+            "return mean, cov",
+}
+register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
 
 
 def _ppca_case(seed: int = 5):
@@ -66,8 +86,7 @@ def elbo_monte_carlo(student_fn, n_samples: int = 20_000) -> CheckResult:
                 f"ELBO {exact:.4f} (standard error {se:.4f}). Are the samples drawn from q, and do you "
                 "average log p(x, z) - log q(z) over them?")
 
-    return run_check("Exercise 03.1 (Monte Carlo ELBO)", body,
-                     "z = q.sample((n_samples,)); return (log_joint(z) - q.log_prob(z)).mean()", student_fn)
+    return run_check("Exercise 03.1 (Monte Carlo ELBO)", body, HINTS["03.1"], student_fn, solution=SOLUTIONS["03.1"])
 
 
 def kl_to_standard_normal(student_fn) -> CheckResult:
@@ -94,8 +113,8 @@ def kl_to_standard_normal(student_fn) -> CheckResult:
             }
             compare(student_fn(m.clone(), s.clone()), expected, "KL", mistakes, rtol=1e-6, atol=1e-8)
 
-    return run_check("Exercise 03.2 (Gaussian KL in closed form)", body,
-                     "sum over the last axis of 0.5 * (std**2 + mean**2 - 1 - 2 * torch.log(std)).", student_fn)
+    return run_check("Exercise 03.2 (Gaussian KL in closed form)", body, HINTS["03.2"], student_fn,
+                     solution=SOLUTIONS["03.2"])
 
 
 def ppca_posterior(student_fn) -> CheckResult:
@@ -119,11 +138,20 @@ def ppca_posterior(student_fn) -> CheckResult:
                     torch.linalg.solve(WtW, W.T @ (x - b).T).T,
                 "subtract b from x first: the mean is M^{-1} W^T (x - b).": torch.linalg.solve(M, W.T @ x.T).T,
             }, rtol=1e-6, atol=1e-8)
+            if isinstance(cov, torch.Tensor) and cov.shape == (x.shape[0], d, d):
+                per_point = cov.detach().to(torch.float64)
+                same = bool(torch.allclose(per_point, per_point[:1].expand_as(per_point), rtol=1e-6, atol=1e-8))
+                raise ExerciseError(
+                    f"posterior covariance: expected shape ({d}, {d}), got {tuple(cov.shape)}, one covariance per data "
+                    "point. The posterior covariance sigma^2 M^{-1} does not depend on x: it is one covariance shared "
+                    "by all data points (only the mean moves with x). "
+                    + ("Yours are all equal: return one (d, d) matrix, e.g. without the batch axis."
+                       if same else "Yours differ from point to point: check where x enters your covariance."))
             compare(cov, post.covariance_matrix[0], "posterior covariance", {
                 "the covariance is sigma^2 M^{-1}: you left out sigma^2.": torch.linalg.inv(M),
                 "the covariance is sigma^2 M^{-1}, the inverse of M, not M itself.": s**2 * M,
                 "M must include sigma^2 I: M = W^T W + sigma^2 I.": s**2 * torch.linalg.inv(WtW),
             }, rtol=1e-6, atol=1e-8)
 
-    return run_check("Exercise 03.3 (the q that makes the bound tight)", body,
-                     "M = W.T @ W + sigma**2 * I; mean = solve(M, W.T @ (x - b).T).T; cov = sigma**2 * inv(M).", student_fn)
+    return run_check("Exercise 03.3 (the q that makes the bound tight)", body, HINTS["03.3"], student_fn,
+                     solution=SOLUTIONS["03.3"])

@@ -6,7 +6,61 @@ import math
 import torch
 
 from ..variational import elbo_linear_gaussian
-from ._core import CheckResult, compare, run_check
+from ._core import CheckResult, ExerciseError, compare, register_solutions, run_check
+
+HINTS = {
+    "04.1": "each pixel is its own Bernoulli: a pixel that is 1 contributes log phi_j, a pixel that is 0 contributes "
+            "log(1 - phi_j); the log of the product over pixels is the sum of these terms (one per sample).",
+    "04.2": "first the posterior over the component, r_c = p(z=c | x_bottom), by Bayes' rule using ONLY the observed "
+            "pixels (in log space, normalized with a softmax); then p(x_j = 1 | x_bottom) averages the components' "
+            "pixel probabilities with the weights r_c.",
+    "04.3": "split the ELBO into E_q[log p(x|z)] - KL(q || p(z)). The expected squared error under q is the error at "
+            "the mean plus a term from q's spread (the s_j^2 times the squared column norms of W); the KL is the one "
+            "of exercise 03.2.",
+}
+SOLUTIONS = {
+    "04.1": "return torch.distributions.Bernoulli(probs=phi).log_prob(samples).sum(-1)",
+    "04.2": "bern = x * probs.log() + (1 - x) * torch.log1p(-probs)             # (C, P)\n"
+            "r = torch.softmax(weights.log() + bern[:, observed].sum(-1), 0)  # p(z | x_bottom)\n"
+            "return (r @ probs)[~observed]",
+    "04.3": "recon = -D/2 log(2 pi sigma^2) - (||x - m W^T - b||^2 + s^2 @ (W**2).sum(0)) / (2 sigma^2)\n"
+            "ELBO = recon - KL(q || N(0, I)) from exercise 03.2",
+}
+register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
+
+# epsilons students add inside a log "to be safe"; each shifts the log-probabilities by about eps / p
+LOG_EPSILONS = (1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3)
+
+
+def log_epsilon_message(eps: float | None, instead: str) -> str:
+    """The message for a log computed as log(p + eps): name the epsilon and what to use instead."""
+    which = f"an epsilon ({eps:g})" if eps is not None else "a small epsilon"
+    return (f"your values are off by a little, always in the same direction: it looks like you added {which} inside "
+            f"a log, log(p + eps). That shifts every term by about eps / p nats. The probabilities here are never "
+            f"exactly 0 or 1, so no epsilon is needed: {instead}")
+
+
+def epsilon_mistakes(formula, instead: str) -> dict:
+    """{message: what ``formula(eps)`` returns} for the usual epsilons (compare's known mistakes)."""
+    return {log_epsilon_message(eps, instead): formula(eps) for eps in LOG_EPSILONS}
+
+
+def compare_or_epsilon(answer, expected, what, mistakes, instead: str, direction: int, rtol: float, atol: float,
+                       max_shift: float = 0.05) -> None:
+    """compare(), then: if the values differ only a little (at most ``max_shift`` nats) and all in ``direction``
+    (+1: larger than expected, as log(p + eps) > log p), say it looks like an epsilon inside a log."""
+    try:
+        compare(answer, expected, what, mistakes, rtol=rtol, atol=atol)
+    except ExerciseError as exc:
+        if "differ" in str(exc) and isinstance(answer, torch.Tensor) and answer.shape == expected.shape:
+            diff = direction * (answer.detach().to(expected.dtype) - expected)
+            if bool(torch.isfinite(diff).all()) and bool((diff >= 0).all()) and 0 < float(diff.max()) <= max_shift:
+                raise ExerciseError(f"{what}: {log_epsilon_message(None, instead)}") from None
+        raise
+
+
+_LOG_Q_INSTEAD = ("use torch.log(phi) and torch.log1p(-phi) for log(1 - phi), or "
+                  "torch.distributions.Bernoulli(probs=phi).log_prob(samples).")
 
 
 def bernoulli_log_q(student_fn) -> CheckResult:
@@ -24,11 +78,13 @@ def bernoulli_log_q(student_fn) -> CheckResult:
                 "the probability of x_j = 0 is 1 - phi_j, not phi_j.":
                     (xs * phi.log() + (1 - xs) * phi.log()).sum(-1),
             }
-            compare(student_fn(xs.clone(), phi.clone()), terms.sum(-1), "log q(x_top)", mistakes,
-                    rtol=1e-7, atol=1e-9)
+            mistakes.update(epsilon_mistakes(
+                lambda eps: (xs * torch.log(phi + eps) + (1 - xs) * torch.log(1 - phi + eps)).sum(-1), _LOG_Q_INSTEAD))
+            compare_or_epsilon(student_fn(xs.clone(), phi.clone()), terms.sum(-1), "log q(x_top)", mistakes,
+                               _LOG_Q_INSTEAD, direction=+1, rtol=1e-7, atol=1e-9)
 
-    return run_check("Exercise 04.1 (log-probability of a factorized Bernoulli q)", body,
-                     "torch.distributions.Bernoulli(probs=phi).log_prob(samples).sum(-1), or the formula.", student_fn)
+    return run_check("Exercise 04.1 (log-probability of a factorized Bernoulli q)", body, HINTS["04.1"], student_fn,
+                     solution=SOLUTIONS["04.1"])
 
 
 def linear_gaussian_elbo(student_fn) -> CheckResult:
@@ -54,11 +110,11 @@ def linear_gaussian_elbo(student_fn) -> CheckResult:
                 "the KL term is missing: ELBO = E_q[log p(x|z)] - KL(q || p(z)).": expected + kl,
                 "the KL must be subtracted, not added.": expected + 2 * kl,
             }
-            compare(student_fn(x, W, b, log_sigma, m, ls), expected, "ELBO", mistakes, rtol=1e-7, atol=1e-9)
+            answer = student_fn(*(t.clone() for t in (x, W, b, log_sigma, m, ls)))
+            compare(answer, expected, "ELBO", mistakes, rtol=1e-7, atol=1e-9)
 
-    return run_check("Exercise 04.3 (the ELBO of probabilistic PCA in closed form)", body,
-                     "recon = -D/2 log(2 pi sigma^2) - (||x - m W^T - b||^2 + s^2 @ (W**2).sum(0)) / (2 sigma^2); "
-                     "ELBO = recon - KL(q || N(0, I)) from exercise 03.2.", student_fn)
+    return run_check("Exercise 04.3 (the ELBO of probabilistic PCA in closed form)", body, HINTS["04.3"], student_fn,
+                     solution=SOLUTIONS["04.3"])
 
 
 def missing_pixel_marginals(student_fn) -> CheckResult:
@@ -88,6 +144,5 @@ def missing_pixel_marginals(student_fn) -> CheckResult:
             compare(student_fn(x.clone(), observed.clone(), weights.clone(), probs.clone()), expected,
                     "p(x_top | x_bottom) marginals", mistakes, rtol=1e-6, atol=1e-9)
 
-    return run_check("Exercise 04.2 (exact posterior marginals of the hidden pixels)", body,
-                     "log r = log pi + sum over observed j of log Bern(x_j; probs[:, j]); r = softmax(log r); "
-                     "return (r @ probs)[~observed].", student_fn)
+    return run_check("Exercise 04.2 (exact posterior marginals of the hidden pixels)", body, HINTS["04.2"], student_fn,
+                     solution=SOLUTIONS["04.2"])

@@ -3,7 +3,22 @@ from __future__ import annotations
 
 import torch
 
-from ._core import CheckResult, ExerciseError, compare, run_check
+from ._core import CheckResult, ExerciseError, compare, register_solutions, run_check
+
+HINTS = {
+    "05.1": "the randomness is all in eps; mean and std only shift and scale it. Use + and * on tensors "
+            "(no .sample(), torch.normal, NumPy or .item()), so autograd can follow z back to mean and std.",
+    "05.2": "you need a number whose gradient with respect to phi is the average of f(z_s) times the gradient of "
+            "log q(z_s). Which of the two inputs must carry the gradient, and which must be treated as a constant?",
+    "05.3": "b_s must not depend on f(z_s): it is the plain average of f over the OTHER samples. How many "
+            "others are there, and how can the total over all samples help?",
+}
+SOLUTIONS = {
+    "05.1": "z = mean + std * eps",
+    "05.2": "return (f_values.detach() * log_q).mean()",
+    "05.3": "S = f_values.shape[0]\nreturn (f_values.sum() - f_values) / (S - 1)",
+}
+register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
 
 
 def reparameterized_sample(student_fn) -> CheckResult:
@@ -34,8 +49,8 @@ def reparameterized_sample(student_fn) -> CheckResult:
             compare(mean.grad, torch.full((d,), float(S), dtype=torch.float64), "d(sum z)/d mean", rtol=1e-9, atol=1e-12)
             compare(std.grad, eps.sum(0), "d(sum z)/d std", rtol=1e-9, atol=1e-12)
 
-    return run_check("Exercise 05.1 (the reparameterized sample)", body,
-                     "z = mean + std * eps: eps carries the randomness, mean and std carry the gradient.", student_fn)
+    return run_check("Exercise 05.1 (the reparameterized sample)", body, HINTS["05.1"], student_fn,
+                     solution=SOLUTIONS["05.1"])
 
 
 def score_function_surrogate(student_fn) -> CheckResult:
@@ -66,10 +81,12 @@ def score_function_surrogate(student_fn) -> CheckResult:
                 "the product of the averages is not the average of the products: average f(z_s) * log q(z_s).":
                     torch.autograd.grad(fd.mean() * log_q.mean(), phi, retain_graph=True)[0],
             }
-            compare(got, expected, "the gradient of your surrogate", wrong, rtol=1e-8, atol=1e-10)
+            # f(z) is data without gradient: a route that rounds it to float32 (f_values.float()) is right, and its
+            # gradient (float64 if log_q is) carries float32 round-off: compare at float32 precision
+            compare(got.float(), expected, "the gradient of your surrogate", wrong, rtol=1e-8, atol=1e-10)
 
-    return run_check("Exercise 05.2 (the score-function surrogate)", body,
-                     "return (f_values.detach() * log_q).mean(): its gradient is the average of f * grad log q.", student_fn)
+    return run_check("Exercise 05.2 (the score-function surrogate)", body, HINTS["05.2"], student_fn,
+                     solution=SOLUTIONS["05.2"])
 
 
 def leave_one_out_baseline(student_fn) -> CheckResult:
@@ -87,5 +104,5 @@ def leave_one_out_baseline(student_fn) -> CheckResult:
                 "that is the sum of the other samples; take their mean.": f.sum() - f,
             }, rtol=1e-9, atol=1e-12)
 
-    return run_check("Exercise 05.3 (a leave-one-out baseline)", body,
-                     "b = (f_values.sum() - f_values) / (S - 1).", student_fn)
+    return run_check("Exercise 05.3 (a leave-one-out baseline)", body, HINTS["05.3"], student_fn,
+                     solution=SOLUTIONS["05.3"])

@@ -4,7 +4,27 @@ from __future__ import annotations
 import torch
 
 from ..vae import VAE, elbo_of_q as _elbo_of_q
-from ._core import CheckResult, ExerciseError, compare, run_check
+from ._core import CheckResult, ExerciseError, compare, copies, register_solutions, run_check
+
+HINTS = {
+    "06.1": "build the samples from the given noise (the reparameterization: the mean plus the standard deviation "
+            "times eps, where the std is exp(log_std)), then average over the S samples the log of the joint "
+            "(the model has a method for it) minus the log-density of q at those samples.",
+    "06.2": "the refined ELBO sits between the two others: log p(x) >= refined ELBO >= encoder ELBO. Each gap is "
+            "the difference between two neighbours in that chain, one value per image.",
+}
+SOLUTIONS = {
+    "06.1": "z = mean + log_std.exp() * eps\n"
+            "log_q = torch.distributions.Normal(mean, log_std.exp()).log_prob(z).sum(-1)\n"
+            "return (model.joint_log_prob(x, z) - log_q).mean(0)",
+    "06.2": "return log_px - refined_elbo, refined_elbo - encoder_elbo",
+}
+register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
+
+_CLOSED_FORM_KL = ("that is the reconstruction term minus the closed-form KL(q || p(z)): a valid estimator of the "
+                   "ELBO (same expectation, often less noisy), but not the one this exercise asks for. Here the "
+                   "ELBO is estimated with the given eps as the average over s of log p(x, z_s) - log q(z_s), the "
+                   "joint minus log q, which also works when no closed-form KL exists.")
 
 
 _LOG_STD_AS_STD = ("log_std is the log of the standard deviation (it can be negative): use std = exp(log_std), "
@@ -40,8 +60,8 @@ def elbo_of_q(student_fn, model: VAE | None = None, x: torch.Tensor | None = Non
     def body():
         for m, xs, mean, log_std, eps in _cases(model, x, seed=61):
             with torch.no_grad():
-                try:
-                    answer = student_fn(m, xs, mean, log_std, eps)
+                try:  # copies: an in-place edit in the student's code cannot change the notebook's model or data
+                    answer = student_fn(*copies(m, xs, mean, log_std, eps))
                 except ValueError as exc:  # torch refuses a Normal with a negative scale
                     if "scale" in str(exc) and (log_std < 0).any():
                         raise ExerciseError(f"{_LOG_STD_AS_STD} (torch said: {str(exc)[:100]}...)") from None
@@ -60,12 +80,13 @@ def elbo_of_q(student_fn, model: VAE | None = None, x: torch.Tensor | None = Non
                     _LOG_STD_AS_STD: _elbo_wrong_std(m, xs, mean, log_std, eps),
                     "average over the S samples (axis 0), do not sum them.":
                         (m.joint_log_prob(xs, z) - log_q).sum(0),
+                    _CLOSED_FORM_KL: m.decoder(z).log_prob(xs).mean(0)
+                        - 0.5 * (torch.exp(2 * log_std) + mean**2 - 1 - 2 * log_std).sum(-1),
                 }
             compare(answer, expected, "ELBO", mistakes, rtol=1e-4, atol=1e-4)
 
-    return run_check("Exercise 06.1 (the ELBO of a per-datapoint q)", body,
-                     "z = mean + log_std.exp() * eps; log q from D.Normal(mean, log_std.exp()).log_prob(z).sum(-1); "
-                     "return (model.joint_log_prob(x, z) - log_q).mean(0).", student_fn)
+    return run_check("Exercise 06.1 (the ELBO of a per-datapoint q)", body, HINTS["06.1"], student_fn,
+                     solution=SOLUTIONS["06.1"])
 
 
 def _elbo_wrong_std(m, xs, mean, log_std, eps):
@@ -107,5 +128,4 @@ def gaps_per_image(student_fn) -> CheckResult:
                                             log_px - encoder, rtol=1e-6, atol=1e-5):
                 raise ExerciseError("the two gaps must add up to log p(x) - encoder ELBO")
 
-    return run_check("Exercise 06.2 (the two gaps)", body,
-                     "approximation = log_px - refined_elbo; amortization = refined_elbo - encoder_elbo.", student_fn)
+    return run_check("Exercise 06.2 (the two gaps)", body, HINTS["06.2"], student_fn, solution=SOLUTIONS["06.2"])

@@ -8,8 +8,53 @@ import torch
 from torch import nn
 
 from ..vae import VAE
-from ._core import CheckResult, ExerciseError, compare, run_check
+from ._core import CheckResult, ExerciseError, compare, copies, register_solutions, run_check
+from .nb04 import compare_or_epsilon, epsilon_mistakes
 from .nb06 import _small_vae
+
+HINTS = {
+    "07.1": "the loss is minus the ELBO, averaged over the batch. The reconstruction term is the Bernoulli "
+            "log-likelihood of the pixels, SUMMED over the 64 pixels and computed from the logits (torch has a "
+            "cross-entropy that takes logits); the KL is the closed form of exercise 03.2, with std = exp(log_std).",
+    "07.2": "the reparameterization of notebook 05 applied to the encoder's outputs: the encoder gives a mean and "
+            "a log-std for each image; scale the given noise by the std and shift it by the mean, with + and * only.",
+    "07.3": "one step = draw z with the reparameterization (so the encoder gets gradients), compute minus the ELBO "
+            "(pixels summed, closed-form KL, batch average), clear the old gradients, backpropagate, and let the "
+            "optimizer update the parameters, in that order.",
+    "07.4": "as in notebook 02, but with the encoder as proposal: the log-weights are log p(x, z_k) - log q(z_k|x) at "
+            "the reparameterized samples, and the estimate is the log of their AVERAGE weight, computed in log space "
+            "(log-weights near -1000 underflow if exponentiated).",
+}
+SOLUTIONS = {
+    "07.1": "reconstruction = -F.binary_cross_entropy_with_logits(logits, x, reduction='none').sum(-1)\n"
+            "kl = 0.5 * (torch.exp(2 * log_std) + mean**2 - 1 - 2 * log_std).sum(-1)\n"
+            "return -(reconstruction - kl).mean()",
+    "07.2": "mean, log_std = model.encoder.params(x)\nreturn mean + log_std.exp() * eps",
+    "07.3": "mean, log_std = model.encoder.params(x_batch)\n"
+            "z = torch.distributions.Normal(mean, log_std.exp()).rsample()\n"
+            "reconstruction = model.decoder(z).log_prob(x_batch)  # summed over pixels\n"
+            "kl = 0.5 * (torch.exp(2 * log_std) + mean**2 - 1 - 2 * log_std).sum(-1)\n"
+            "loss = -(reconstruction - kl).mean()\n"
+            "optimizer.zero_grad(); loss.backward(); optimizer.step()\n"
+            "return {\"loss\": loss.item()}",
+    "07.4": "q = model.encoder(x)\nz = q.mean + q.stddev * eps\nlog_w = model.joint_log_prob(x, z) - q.log_prob(z)\n"
+            "return torch.logsumexp(log_w, 0) - math.log(eps.shape[0])",
+}
+register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
+
+_BCE_INSTEAD = ("work from the logits, which is exact: torch.nn.functional.binary_cross_entropy_with_logits, "
+                "torch.nn.functional.logsigmoid (log sigmoid(l), and logsigmoid(-l) = log(1 - sigmoid(l))), or "
+                "torch.distributions.Bernoulli(logits=logits).log_prob(x).")
+
+
+def _sharp_vae(seed: int, factor: float = 300.0) -> VAE:
+    """A small VAE whose decoder's logits are scaled up: log p(x|z) and the log-weights are around -1000,
+    where exp underflows to 0 (even in float64), so only a log-space (log-sum-exp) route gets them right."""
+    m = _small_vae(seed)
+    with torch.no_grad():
+        m.decoder.net[-1].weight.mul_(factor)
+        m.decoder.net[-1].bias.mul_(factor)
+    return m
 
 
 def _bernoulli_log_lik(x, logits):
@@ -39,7 +84,11 @@ def negative_elbo_loss(student_fn) -> CheckResult:
             rec, kl = _bernoulli_log_lik(x, logits), _kl(mean, log_std)
             expected = -(rec - kl).mean()
             bce_mean = nn.functional.binary_cross_entropy_with_logits(logits, x)  # averaged over pixels too
-            compare(torch.as_tensor(out).reshape(()), expected, "loss", {
+            p = torch.sigmoid(logits)
+            mistakes = epsilon_mistakes(
+                lambda eps: -((x * torch.log(p + eps) + (1 - x) * torch.log(1 - p + eps)).sum(-1) - kl).mean(),
+                _BCE_INSTEAD)
+            mistakes.update({
                 "you averaged the reconstruction over the 64 pixels as well (BCE with reduction='mean'): "
                 "log p(x|z) is a sum over pixels. Averaging divides it by 64, which weights the KL 64 times too much.":
                     bce_mean + kl.mean(),
@@ -53,12 +102,13 @@ def negative_elbo_loss(student_fn) -> CheckResult:
                     -(rec - 2 * kl).mean(),
                 "that is the sum over the batch; average over the images, so the loss does not grow with the batch size.":
                     -(rec - kl).sum(),
-            }, rtol=1e-6, atol=1e-6)
+            })
+            # an epsilon inside the log makes log p(x|z) larger, so the loss smaller (direction -1)
+            compare_or_epsilon(torch.as_tensor(out).reshape(()), expected, "loss", mistakes, _BCE_INSTEAD,
+                               direction=-1, rtol=1e-6, atol=1e-6)
 
-    return run_check("Exercise 07.1 (the VAE's loss: minus the ELBO)", body,
-                     "reconstruction = -F.binary_cross_entropy_with_logits(logits, x, reduction='none').sum(-1); "
-                     "kl = 0.5 * (exp(2 log_std) + mean^2 - 1 - 2 log_std).sum(-1); return -(reconstruction - kl).mean().",
-                     student_fn)
+    return run_check("Exercise 07.1 (the VAE's loss: minus the ELBO)", body, HINTS["07.1"], student_fn,
+                     solution=SOLUTIONS["07.1"])
 
 
 def encoder_sample(student_fn, model: VAE | None = None, x: torch.Tensor | None = None) -> CheckResult:
@@ -71,7 +121,8 @@ def encoder_sample(student_fn, model: VAE | None = None, x: torch.Tensor | None 
         cases += [(_small_vae(720 + i), (torch.rand(n, 64, generator=g) < 0.4).float()) for i, n in enumerate((5, 1))]
         for m, xs in cases:
             eps = torch.randn(3, xs.shape[0], m.latent_dim, generator=g)
-            z = student_fn(m, xs, eps)
+            mine, xs_given = copies(m, xs)  # the student's copies: the gradient test below uses mine's parameters
+            z = student_fn(mine, xs_given, eps.clone())
             if not isinstance(z, torch.Tensor):
                 raise ExerciseError(f"return a torch tensor, not {type(z).__name__}")
             mean, log_std = m.encoder.params(xs)
@@ -92,12 +143,12 @@ def encoder_sample(student_fn, model: VAE | None = None, x: torch.Tensor | None 
             if not z.requires_grad:
                 raise ExerciseError("the values are right, but no gradient flows back to the encoder (phi): build z "
                                     "from the encoder's outputs with + and *, without .sample(), torch.no_grad() or .detach()")
-            grads = torch.autograd.grad(z.sum(), [p for p in m.encoder.parameters()], allow_unused=True)
+            grads = torch.autograd.grad(z.sum(), [p for p in mine.encoder.parameters()], allow_unused=True)
             if any(gr is None for gr in grads):
                 raise ExerciseError("some encoder parameters get no gradient: z must come from model.encoder")
 
-    return run_check("Exercise 07.2 (a reparameterized sample from the encoder)", body,
-                     "mean, log_std = model.encoder.params(x); return mean + log_std.exp() * eps.", student_fn)
+    return run_check("Exercise 07.2 (a reparameterized sample from the encoder)", body, HINTS["07.2"], student_fn,
+                     solution=SOLUTIONS["07.2"])
 
 
 def importance_weighted_log_px(student_fn, model: VAE | None = None, x: torch.Tensor | None = None) -> CheckResult:
@@ -109,10 +160,11 @@ def importance_weighted_log_px(student_fn, model: VAE | None = None, x: torch.Te
         cases = [] if model is None or x is None else [(model, x[:8], 50)]
         cases += [(_small_vae(730 + i), (torch.rand(n, 64, generator=g) < 0.4).float(), k)
                   for i, (n, k) in enumerate(((5, 20), (1, 1), (3, 200)))]
+        cases.append((_sharp_vae(734), (torch.rand(4, 64, generator=g) < 0.4).float(), 10))  # log-weights ~ -1000
         for m, xs, k in cases:
             eps = torch.randn(k, xs.shape[0], m.latent_dim, generator=g)
             with torch.no_grad():
-                answer = student_fn(m, xs, eps.clone())
+                answer = student_fn(*copies(m, xs, eps))
                 q = m.encoder(xs)
                 z = q.mean + q.stddev * eps
                 log_w = m.joint_log_prob(xs, z) - q.log_prob(z)
@@ -132,9 +184,8 @@ def importance_weighted_log_px(student_fn, model: VAE | None = None, x: torch.Te
             else:
                 compare(answer, expected, "log p(x) estimate", {}, rtol=1e-4, atol=1e-3)
 
-    return run_check("Exercise 07.4 (the importance-weighted estimate of log p(x))", body,
-                     "q = model.encoder(x); z = q.mean + q.stddev * eps; log_w = model.joint_log_prob(x, z) - q.log_prob(z); "
-                     "return torch.logsumexp(log_w, 0) - math.log(K).", student_fn)
+    return run_check("Exercise 07.4 (the importance-weighted estimate of log p(x))", body, HINTS["07.4"], student_fn,
+                     solution=SOLUTIONS["07.4"])
 
 
 _STEP_LR = 0.05  # the check drives the student's step with plain SGD: the update is -lr * the gradient used
@@ -258,8 +309,5 @@ def training_step(student_fn, model: VAE | None = None, x: torch.Tensor | None =
                 raise ExerciseError(f"out[\"elbo\"] is {float(_number(out['elbo'])):.6g}, but the batch ELBO is {-ref['loss']:.6g} "
                                     "(= minus the loss).")
 
-    return run_check("Exercise 07.3 (one training step)", body,
-                     "mean, log_std = model.encoder.params(x_batch); z = torch.distributions.Normal(mean, log_std.exp())"
-                     ".rsample(); reconstruction = model.decoder(z).log_prob(x_batch) (summed over pixels); kl = closed "
-                     "form; loss = -(reconstruction - kl).mean(); optimizer.zero_grad(); loss.backward(); optimizer.step().",
-                     student_fn)
+    return run_check("Exercise 07.3 (one training step)", body, HINTS["07.3"], student_fn,
+                     solution=SOLUTIONS["07.3"])
