@@ -1,6 +1,6 @@
 """Benchmarks: how fast the course runs, how responsive its widgets are, and how good its VAE is.
 
-    .venv/bin/python benchmarks/run.py                     # notebooks, widgets, vae, amortization, ablation
+    .venv/bin/python benchmarks/run.py                     # notebooks, widgets, explorer, vae, amortization, ablation
     .venv/bin/python benchmarks/run.py --only vae,widgets  # some sections
     .venv/bin/python benchmarks/run.py --install           # also time a fresh install (slow)
     .venv/bin/python benchmarks/run.py --readme            # and put the tables into README.md
@@ -28,6 +28,12 @@ Measures on the machine it runs on and writes ``benchmarks/results.json`` and
   and log p(x) (K = 1000), training ELBO, in nats per image, and each extra's gain (course minus
   ablation, paired over the same test images, with its standard error). Also written to
   ``vae_lesson/ablation.json``, from which notebook 07 quotes each extra's effect. Single-threaded.
+- ``explorer``: the latent explorer (vae_lesson.explorer) exported as one HTML file and opened from disk in
+  headless Chromium (Debian's /usr/bin/chromium via Playwright; every non-file request aborted): pointer
+  moves dispatched over the map one at a time; per move the in-page decode + draw time (the explorer's
+  ``timings``) and end to end, from the dispatched event to the animation frame in which the digit canvas
+  was redrawn; median and 95th percentile. Next to it the old kernel-side widget: one slider update in the
+  kernel (the ``widgets`` section) and key press to new pixels in Chromium (tests/test_browser.py's app test).
 - ``install`` (only with --install): wall time and size of a fresh environment made as
   ``python3 dev.py lab`` makes it (a venv, ``pip install -r requirements.txt``).
 """
@@ -49,10 +55,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks"
-SECTIONS = ("notebooks", "widgets", "vae", "amortization", "ablation", "install")
+SECTIONS = ("notebooks", "widgets", "explorer", "vae", "amortization", "ablation", "install")
 ABLATION_JSON = ROOT / "vae_lesson" / "ablation.json"
 TARGETS = {"notebook_s": 60.0, "early_notebook_s": 30.0, "collection_s": 240.0, "widget_median_ms": 30.0,
-           "widget_p95_ms": 100.0, "peak_mib": 1536.0, "latent_2d_logpx": -18.5}
+           "widget_p95_ms": 100.0, "peak_mib": 1536.0, "latent_2d_logpx": -18.5, "frame_ms": 16.0}
 
 
 def machine() -> dict:
@@ -195,6 +201,119 @@ def bench_widgets(n_updates: int) -> dict:
                          "control": control_name, "updates": len(times),
                          "continuous_update": bool(getattr(control, "continuous_update", False))}
             print(f"  {name}: median {out[name]['median_ms']} ms, p95 {out[name]['p95_ms']} ms", flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the latent explorer in the browser
+
+# One pointer move at a time: dispatch it on the map, then wait, one animation frame after another,
+# until the explorer's frame counter moves (its own requestAnimationFrame callback, registered while
+# the event was handled, runs before ours in the same frame). Returns per move the end-to-end ms and
+# the explorer's own decode + draw ms for that frame.
+EXPLORER_LATENCY_JS = """async (moves) => {
+  const ex = window.__vaeExplorers[0];
+  const map = document.querySelector('[data-testid="latent-map"]');
+  const r = map.getBoundingClientRect();
+  const nextFrame = () => new Promise(resolve => requestAnimationFrame(resolve));
+  await nextFrame();
+  const endToEnd = [], draw = [];
+  for (let i = 0; i < moves; i++) {
+    await nextFrame();  // one move per frame, as a browser delivers pointer moves
+    const t = i / moves, x = r.left + r.width * (0.15 + 0.7 * t), y = r.top + r.height * (0.5 + 0.35 * Math.sin(12 * t));
+    const frames = ex.frames, drawn = ex.timings.length;
+    const start = performance.now();
+    const init = {clientX: x, clientY: y, bubbles: true, cancelable: true, pointerType: 'mouse', isPrimary: true};
+    map.dispatchEvent(new PointerEvent('pointermove', init));
+    map.dispatchEvent(new MouseEvent('mousemove', init));
+    for (let f = 0; f < 30 && ex.frames === frames; f++) await nextFrame();
+    if (ex.frames === frames) throw new Error('the explorer did not redraw within 30 frames of a pointer move');
+    endToEnd.push(performance.now() - start);
+    draw.push(...ex.timings.slice(drawn));
+  }
+  return {endToEnd, draw};
+}"""
+
+
+def percentile(values, q: float) -> float:
+    """The q-quantile (0 < q <= 1) as the smallest value with at least a fraction q at or below it."""
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+
+
+def explorer_latency(page, moves: int = 200) -> dict:
+    """In an open explorer page: ``moves`` pointer moves, their end-to-end and decode + draw times (ms)."""
+    return page.evaluate(EXPLORER_LATENCY_JS, moves)
+
+
+def open_offline(browser, path: Path):
+    """A page showing ``path`` (file://), every request that is not file:// aborted; returns (page, aborted urls)."""
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    aborted = []
+
+    def route(r):
+        if r.request.url.startswith("file://"):
+            r.continue_()
+        else:
+            aborted.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.goto(Path(path).resolve().as_uri())
+    page.wait_for_function("() => (window.__vaeExplorers || []).length > 0", timeout=30_000)
+    return page, aborted
+
+
+# The old kernel-side latent explorer (vae_lesson.widgets.latent_explorer, before issue 18), as measured then:
+# one slider update in the kernel (this script's widgets section, median of 60) and key press to new pixels
+# in Chromium through Voila (tests/test_browser.py's app test, median of 8 key presses).
+OLD_EXPLORER = {"kernel_update_ms": 3.0, "key_to_pixels_ms": 66.0}
+
+
+def _old_explorer(results: dict) -> dict:
+    """The old widget's numbers; the kernel update re-measured when the widgets section still has it. Also the new
+    explorer in Voila, pointer move to changed pixels, if tests/test_browser.py measured it (Playwright round trip
+    included, like the old key-to-pixels number)."""
+    old = dict(OLD_EXPLORER)
+    if "latent_explorer" in results.get("widgets", {}):
+        old["kernel_update_ms"] = results["widgets"]["latent_explorer"]["median_ms"]
+    app = ROOT / "test-artifacts" / "browser" / "app_latency.json"
+    measured = json.loads(app.read_text()).get("pointer_to_new_digit_ms") if app.exists() else None
+    old["new_in_voila_pointer_to_pixels_ms"] = round(statistics.median(measured), 1) if measured else None
+    return old
+
+
+def bench_explorer(results: dict, moves: int = 200) -> dict:
+    import shutil
+
+    from playwright import sync_api
+
+    from vae_lesson import data, explorer, vae
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    digits = data.load_digits(binarized=True)
+    with tempfile.TemporaryDirectory(prefix="bench-explorer-") as tmp, sync_api.sync_playwright() as pw:
+        path = explorer.export_html(vae.trained_vae("2d", progress=False), digits.x_test, digits.y_test,
+                                    Path(tmp) / "explorer.html")
+        html_kib = round(path.stat().st_size / 1024)
+        browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            page, aborted = open_offline(browser, path)
+            explorer_latency(page, 20)  # warm-up: the JIT compiles the forward pass
+            t = explorer_latency(page, moves)
+        finally:
+            browser.close()
+    out = {"moves": moves, "html_kib": html_kib,
+           "aborted_requests": len(aborted),
+           "decode_draw_median_ms": round(statistics.median(t["draw"]), 2),
+           "decode_draw_p95_ms": round(percentile(t["draw"], 0.95), 2),
+           "end_to_end_median_ms": round(statistics.median(t["endToEnd"]), 1),
+           "end_to_end_p95_ms": round(percentile(t["endToEnd"], 0.95), 1),
+           "old": _old_explorer(results)}
+    print(f"  decode + draw p95 {out['decode_draw_p95_ms']} ms, pointer to redrawn frame p95 {out['end_to_end_p95_ms']} ms",
+          flush=True)
     return out
 
 
@@ -443,6 +562,22 @@ def markdown(results: dict) -> str:
             good = v["median_ms"] < TARGETS["widget_median_ms"] and v["p95_ms"] < TARGETS["widget_p95_ms"]
             note = ok(good) if good else "❌ missed: " + WIDGET_NOTES.get(name, "redraws on release")
             lines.append(f"| {name} (`{v['control']}`) | {v['median_ms']} | {v['p95_ms']} | {v['continuous_update']} | {note} |")
+    if "explorer" in results:
+        e = results["explorer"]
+        old = e.get("old", {})
+        fmt = lambda v: "not measured" if v is None else f"{v} ms"  # noqa: E731
+        lines += ["", f"Latent explorer in headless Chromium ({e['moves']} pointer moves over the map of the exported HTML "
+                      "file, offline):", "",
+                  "| latent explorer | median ms | p95 ms | target |", "|---|---|---|---|",
+                  f"| decode + draw in the page (JavaScript) | {e['decode_draw_median_ms']} | {e['decode_draw_p95_ms']} | "
+                  f"< {TARGETS['frame_ms']:.0f} ms (one frame) {ok(e['decode_draw_p95_ms'] < TARGETS['frame_ms'])} |",
+                  f"| pointer event to new pixels on the canvas (one move per frame) | {e['end_to_end_median_ms']} | "
+                  f"{e['end_to_end_p95_ms']} | < {TARGETS['frame_ms']:.0f} ms (one frame) "
+                  f"{ok(e['end_to_end_p95_ms'] < TARGETS['frame_ms'])} |",
+                  f"| old widget: slider update in the kernel | {fmt(old.get('kernel_update_ms'))} | | |",
+                  f"| old widget: key press to new pixels in Chromium (Voila, via Playwright) | {fmt(old.get('key_to_pixels_ms'))} | | |",
+                  f"| this explorer: pointer move to new pixels (Voila, via Playwright) | "
+                  f"{fmt(old.get('new_in_voila_pointer_to_pixels_ms'))} | | |"]
     if "vae" in results:
         v = results["vae"]
         lines += ["", f"Held-out binarized digits (360), nats per image, K = 5000; training budget {v['budget_s']:.0f} s each, "
@@ -487,7 +622,7 @@ def markdown(results: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="notebooks,widgets,vae,amortization,ablation",
+    parser.add_argument("--only", default="notebooks,widgets,explorer,vae,amortization,ablation",
                         help=f"comma-separated sections from {', '.join(SECTIONS)}")
     parser.add_argument("--install", action="store_true", help="also time a fresh install (slow)")
     parser.add_argument("--budget", type=float, default=20.0, help="training seconds for each VAE (default 20)")
@@ -507,6 +642,7 @@ def main(argv=None) -> None:
     results = json.loads(path.read_text()) if path.exists() else {}  # keep sections not re-run
     results["machine"] = machine()
     runners = {"notebooks": bench_notebooks, "widgets": lambda: bench_widgets(args.updates),
+               "explorer": lambda: bench_explorer(results),
                "vae": lambda: bench_vae(args.budget, list(range(args.seeds))), "amortization": bench_amortization,
                "ablation": bench_ablation, "install": bench_install}
     for section in sections:

@@ -131,3 +131,38 @@ def test_markdown_reports_the_ablation(bench):
     line = next(ln for ln in text.splitlines() if ln.startswith("| ReLU"))
     assert "+0.48 ± 0.05" in line and "+0.53 ± 0.04" in line and "-16.70 ± 0.20" in line
     assert "| course recipe | -17.02 |" in text
+
+
+def test_explorer_section_is_a_default_section_and_its_report_has_both_widgets(bench):
+    """``run.py`` runs the explorer section by default, after the widgets section (it quotes the old widget's
+    kernel update from there), and the report shows the browser numbers next to the old widget's, marking a
+    decode + draw p95 over one frame as missed."""
+    import inspect
+
+    assert "explorer" in bench.SECTIONS
+    assert bench.SECTIONS.index("widgets") < bench.SECTIONS.index("explorer")
+    assert "explorer" in inspect.getsource(bench.main).split('"--only", default=')[1].split(",\n")[0]
+    machine = {"date": "2026-01-01 00:00 UTC", "cpu": "CPU", "cores": 2, "python": "3.11", "torch": "2.13.0",
+               "torch_threads": 1}
+    explorer = {"moves": 200, "html_kib": 90, "aborted_requests": 0, "decode_draw_median_ms": 0.31,
+                "decode_draw_p95_ms": 0.52, "end_to_end_median_ms": 16.4, "end_to_end_p95_ms": 17.9,
+                "old": {"kernel_update_ms": 3.0, "key_to_pixels_ms": 66.0, "new_in_voila_pointer_to_pixels_ms": 21.5}}
+    lines = bench.markdown({"machine": machine, "explorer": explorer}).splitlines()
+    row = next(ln for ln in lines if ln.startswith("| decode + draw"))
+    assert "| 0.31 | 0.52 |" in row and "✅" in row
+    assert "| 16.4 | 17.9 |" in next(ln for ln in lines if ln.startswith("| pointer event"))
+    assert "| 3.0 ms |" in next(ln for ln in lines if "slider update in the kernel" in ln)
+    assert "| 66.0 ms |" in next(ln for ln in lines if "key press to new pixels" in ln)
+    assert "| 21.5 ms |" in next(ln for ln in lines if "this explorer: pointer move" in ln)
+    slow = dict(explorer, decode_draw_p95_ms=20.0, old={"kernel_update_ms": None, "key_to_pixels_ms": None})
+    lines = bench.markdown({"machine": machine, "explorer": slow}).splitlines()
+    assert "❌" in next(ln for ln in lines if ln.startswith("| decode + draw"))
+    assert "not measured" in next(ln for ln in lines if "slider update in the kernel" in ln)
+    assert "not measured" in next(ln for ln in lines if "this explorer: pointer move" in ln)
+
+
+def test_percentile_is_the_nearest_rank(bench):
+    values = list(range(1, 101))[::-1]  # unsorted on purpose
+    assert bench.percentile(values, 0.95) == 95
+    assert bench.percentile(values, 0.5) == 50
+    assert bench.percentile([7.0], 0.95) == 7.0

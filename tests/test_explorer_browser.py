@@ -1,0 +1,239 @@
+"""The latent explorer (vae_lesson.explorer) in a real browser, without Jupyter: its exported HTML
+file opened from disk in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright),
+with every request that is not a file:// URL aborted and counted (there must be none).
+
+Checks that the digit under the pointer is the model's (the page's z for the pointer, decoded by
+torch), that the JavaScript forward pass equals ``model.decode`` for 200 random z (2-D and 20-D
+models), that one decode + draw fits in a frame (p95 < 16 ms; the end-to-end time from a pointer
+event to the redrawn frame is printed and written to ``test-artifacts/browser/explorer_latency.json``),
+and that the map works from the keyboard (pin, arrow keys, a second pin draws the interpolation
+strip) with its accessible names. The measurement code is benchmarks/run.py's, so the test and
+the benchmark time the same thing. Without chromium or playwright the tests skip with the reason.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from servers import CHROMIUM, browser_unavailable
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts" / "browser"
+
+if browser_unavailable():
+    pytest.skip(browser_unavailable(), allow_module_level=True)
+from playwright import sync_api  # noqa: E402
+
+from vae_lesson import data, explorer, vae  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
+bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench)
+
+MAP, DIGIT, STRIP, READOUT = ('[data-testid="latent-map"]', '[data-testid="digit"]', '[data-testid="strip"]',
+                              '[data-testid="readout"]')
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {"2d": vae.trained_vae("2d", progress=False), "course": vae.trained_vae("course", progress=False)}
+
+
+@pytest.fixture(scope="module")
+def exported(models):
+    folder = Path(tempfile.mkdtemp(prefix="vae-lesson-explorer-"))
+    digits = data.load_digits(binarized=True)
+    paths = {name: explorer.export_html(model, digits.x_test, digits.y_test, folder / f"explorer_{name}.html")
+             for name, model in models.items()}
+    yield paths
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                      args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    """open_page(path) -> (page, aborted urls, page errors): the file from disk, the network cut off."""
+    opened = []
+
+    def open_(path):
+        page, aborted = bench.open_offline(browser, path)
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        opened.append(page)
+        return page, aborted, errors
+
+    yield open_
+    for page in opened:
+        page.context.close()
+
+
+def _canvas(page, selector):
+    """The canvas's RGBA pixels as a (H, W, 4) array."""
+    data_ = page.evaluate("""(sel) => { const c = document.querySelector(sel);
+        return [c.width, c.height, Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data)]; }""",
+                          selector)
+    width, height, values = data_
+    return np.array(values, dtype=np.float64).reshape(height, width, 4)
+
+
+def _cell_greys(pixels):
+    """The grey level at the centre of each of the 8 x 8 cells of a drawn digit (64,), row by row."""
+    height, width, _ = pixels.shape
+    rows = ((np.arange(8) + 0.5) * height / 8).astype(int)
+    cols = ((np.arange(8) + 0.5) * width / 8).astype(int)
+    return pixels[rows][:, cols, :3].mean(-1).reshape(64)
+
+
+def _drawn_is(pixels, probs) -> float:
+    """How far the drawn digit is from showing ``probs`` (64,) as a linear grey map: the largest residual
+    (grey levels) of the least-squares fit grey = a + b p over the 64 cells; also requires |b| >= 200."""
+    greys = _cell_greys(pixels)
+    design = np.stack([np.ones(64), probs], 1)
+    coef, *_ = np.linalg.lstsq(design, greys, rcond=None)
+    assert abs(coef[1]) >= 200, f"the digit canvas does not show the probabilities in grey (slope {coef[1]:.1f})"
+    return float(np.abs(design @ coef - greys).max())
+
+
+def _wait_frame(page, frames_before):
+    page.wait_for_function("(n) => window.__vaeExplorers[0].frames > n", arg=frames_before, polling="raf",
+                           timeout=10_000)
+
+
+def test_html_file_works_offline_and_draws_the_models_digit_under_the_pointer(exported, models, open_page):
+    page, aborted, errors = open_page(exported["2d"])
+    assert page.locator('[data-testid="vae-explorer"]').count() == 1
+    box = page.locator(MAP).bounding_box()
+    model = models["2d"]
+    seen = []
+    for fx, fy in [(0.3, 0.3), (0.7, 0.4), (0.5, 0.5), (0.25, 0.75), (0.8, 0.8)]:
+        x, y = round(box["x"] + fx * box["width"]), round(box["y"] + fy * box["height"])  # whole CSS pixels
+        frames = page.evaluate("() => window.__vaeExplorers[0].frames")
+        page.mouse.move(x, y)
+        _wait_frame(page, frames)
+        z = page.evaluate("([x, y]) => window.__vaeExplorers[0].zAt(x, y)", [x, y])
+        assert len(z) == 2 and all(abs(v) <= 10 for v in z)
+        with torch.no_grad():
+            probs = model.decode(torch.tensor([z], dtype=torch.float32))[0].double().numpy()
+        in_page = np.array(page.evaluate("(z) => Array.from(window.__vaeExplorers[0].decode(z))", z))
+        assert np.abs(in_page - probs).max() <= 1e-5
+        pixels = _canvas(page, DIGIT)
+        assert _drawn_is(pixels, probs) <= 1.5, f"the digit drawn at pointer z = {z} is not the model's digit there"
+        seen.append((tuple(z), pixels))
+    assert len({z for z, _ in seen}) == len(seen), "different pointer positions must give different z"
+    for (_, a), (_, b) in zip(seen, seen[1:]):
+        assert np.abs(a - b).max() > 10, "the digit canvas did not change as the pointer moved"
+    # the same point on the map twice is the same z: zAt is a function of the position, not of time
+    z1 = page.evaluate("([x, y]) => window.__vaeExplorers[0].zAt(x, y)", [box["x"] + 10, box["y"] + 10])
+    z2 = page.evaluate("([x, y]) => window.__vaeExplorers[0].zAt(x, y)", [box["x"] + 10, box["y"] + 10])
+    assert z1 == z2
+    # left to right increases z1, top to bottom decreases z2 (the map's axes as plotted)
+    left = page.evaluate("([x, y]) => window.__vaeExplorers[0].zAt(x, y)", [box["x"] + 0.2 * box["width"], box["y"] + 0.5 * box["height"]])
+    right = page.evaluate("([x, y]) => window.__vaeExplorers[0].zAt(x, y)", [box["x"] + 0.8 * box["width"], box["y"] + 0.5 * box["height"]])
+    assert right[0] > left[0]
+    assert aborted == [], f"the exported file asked the network for {aborted}"
+    assert errors == [], f"errors in the page: {errors}"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator('[data-testid="vae-explorer"]').screenshot(path=str(ARTIFACTS / "explorer_html.png"))
+
+
+@pytest.mark.parametrize("name", ["2d", "course"])
+def test_javascript_decoder_equals_torch(name, exported, models, open_page):
+    """The forward pass in the page (float32) against ``model.decode`` for 200 seeded random z."""
+    model = models[name]
+    page, aborted, errors = open_page(exported[name])
+    gen = torch.Generator().manual_seed(0)
+    z = 1.5 * torch.randn(200, model.latent_dim, generator=gen)
+    in_page = np.array(page.evaluate("(zs) => zs.map(z => Array.from(window.__vaeExplorers[0].decode(z)))",
+                                     z.tolist()))
+    with torch.no_grad():
+        expected = model.decode(z).double().numpy()
+    assert in_page.shape == (200, 64)
+    assert expected.std() > 0.1  # the z reach different digits: a constant decoder would not pass
+    difference = np.abs(in_page - expected).max()
+    print(f"{name}: largest |JS - torch| over 200 z x 64 pixels: {difference:.1e}")
+    assert difference <= 1e-5
+    assert aborted == [] and errors == []
+
+
+def test_decode_and_draw_fit_in_a_frame(exported, open_page):
+    """200 pointer moves dispatched one at a time (benchmarks/run.py's measurement): the explorer's own
+    decode + draw has p95 < 16 ms, and so has the time from the event to the redrawn canvas (one frame
+    at 60 Hz: the first move of a frame is drawn at once)."""
+    page, aborted, errors = open_page(exported["2d"])
+    bench.explorer_latency(page, 20)  # warm-up
+    t = bench.explorer_latency(page, 200)
+    assert len(t["endToEnd"]) == 200 and len(t["draw"]) >= 200  # every move redrew
+    draw_p95, e2e_p95 = bench.percentile(t["draw"], 0.95), bench.percentile(t["endToEnd"], 0.95)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "explorer_latency.json").write_text(json.dumps(
+        {"decode_draw_p95_ms": round(draw_p95, 2), "end_to_end_p95_ms": round(e2e_p95, 1),
+         "end_to_end_ms": [round(v, 1) for v in sorted(t["endToEnd"])]}))
+    print(f"explorer: decode + draw p95 {draw_p95:.2f} ms; pointer event to redrawn frame p95 {e2e_p95:.1f} ms")
+    assert draw_p95 < 16
+    assert e2e_p95 < 16  # one frame at 60 Hz
+    assert aborted == [] and errors == []
+
+
+def _readout_z(page) -> list[float]:
+    text = page.locator(READOUT).inner_text()
+    numbers = [float(v) for v in re.findall(r"[-+−]?\d+\.\d+", text.replace("−", "-"))]
+    assert len(numbers) >= 2, f"the readout shows no z: {text!r}"
+    return numbers[:2]
+
+
+def _act_and_read(page, act) -> list[float]:
+    """Do ``act``, wait for the explorer's next redraw, return the z its readout shows."""
+    frames = page.evaluate("() => window.__vaeExplorers[0].frames")
+    act()
+    _wait_frame(page, frames)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")  # the last key's frame
+    return _readout_z(page)
+
+
+def test_keyboard_pins_moves_and_interpolates(exported, open_page):
+    page, aborted, errors = open_page(exported["2d"])
+    latent_map = page.locator(MAP)
+    assert latent_map.get_attribute("tabindex") == "0"
+    assert (latent_map.get_attribute("aria-label") or "").strip()
+    assert page.locator(READOUT).get_attribute("aria-live") == "polite"
+    for selector in (DIGIT, STRIP):
+        element = page.locator(selector)
+        assert (element.get_attribute("aria-label") or element.get_attribute("role") or "").strip() or \
+            element.get_attribute("aria-hidden") == "true", f"{selector} has neither an accessible name nor aria-hidden"
+    strip_before = _canvas(page, STRIP)
+    box = latent_map.bounding_box()
+    start = _act_and_read(page, lambda: latent_map.click(position={"x": 0.35 * box["width"], "y": 0.4 * box["height"]}))
+    assert page.evaluate("() => document.activeElement && document.activeElement.dataset.testid") == "latent-map"
+    right = _act_and_read(page, lambda: page.keyboard.press("ArrowRight"))
+    step = right[0] - start[0]
+    assert step == pytest.approx(0.05, abs=0.011) and right[1] == start[1], f"ArrowRight moved z from {start} to {right}"
+    up = _act_and_read(page, lambda: page.keyboard.press("ArrowUp"))
+    assert up[0] == right[0] and up[1] - right[1] == pytest.approx(0.05, abs=0.011), f"ArrowUp: {right} -> {up}"
+    left = _act_and_read(page, lambda: [page.keyboard.press("ArrowLeft") for _ in range(3)])
+    assert left[0] - up[0] == pytest.approx(-0.15, abs=0.011) and left[1] == up[1], f"3 x ArrowLeft: {up} -> {left}"
+    assert np.abs(_canvas(page, STRIP) - strip_before).max() == 0, "one pin must not draw the strip yet"
+    _act_and_read(page, lambda: latent_map.click(position={"x": 0.7 * box["width"], "y": 0.7 * box["height"]}))  # pin 2
+    strip = _canvas(page, STRIP)
+    assert strip[..., :3].std() > 10, "two pins did not draw the interpolation strip"
+    assert np.abs(strip - strip_before).max() > 10
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.locator('[data-testid="vae-explorer"]').screenshot(path=str(ARTIFACTS / "explorer_strip.png"))
+    assert aborted == [] and errors == []
