@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .estimators import log_mean_exp
 from .objectives import Estimate
 from .validation import as_tensor, check_finite, check_positive_int
 
@@ -189,7 +190,7 @@ def log_mean_exp_with_se(log_w) -> Estimate:
     if log_w.dim() != 1 or log_w.numel() < 2:
         raise ValueError(f"log_w must be a vector of at least 2 log-weights (K,), got shape {tuple(log_w.shape)}")
     k = log_w.numel()
-    value = torch.logsumexp(log_w, 0) - math.log(k)
+    value = log_mean_exp(log_w, 0)
     ratio = (log_w - value).exp()  # w_k / mean(w)
     return Estimate(value, ratio.std() / math.sqrt(k))
 
