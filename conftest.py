@@ -54,11 +54,12 @@ OTHER_CPU_NOTEBOOKS = ("01", "02", "03", "04", "05")
 # The longest work first, so that no worker is left with a long item at the end (pytest-xdist
 # hands out the files in collection order): notebook 07 (which trains both of the course's
 # models and shares each as soon as it is trained, see share_trained_models, so that the browser
-# tests load them), the browser tests, notebook 06, the nbgrader round trip (three autograded runs
-# of notebook 03), the other notebooks, then the unit-test modules that take longest (8-20 s
+# tests load them), the browser tests, notebook 06, every student version run with the right answers
+# of tests/exercise_answers.py (two or three rounds per notebook), the nbgrader round trip (three
+# autograded runs of notebook 03), the other notebooks, then the unit-test modules that take longest (8-20 s
 # each); the many short modules come last and even out the end.
 FIRST = ("notebooks/07", "tests/test_browser.py", "tests/test_explorer_browser.py", "notebooks/06",
-         "tests/test_nbgrader.py", "tests/test_app.py",
+         "tests/test_exercise_routes.py", "tests/test_nbgrader.py", "tests/test_app.py",
          "tests/test_student.py", "notebooks/", "tests/test_vae.py", "tests/test_widgets_nb06_nb07.py",
          "tests/test_missing_half.py", "tests/test_gradients.py", "tests/test_latent1d.py")
 

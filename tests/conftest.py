@@ -4,6 +4,8 @@ The Agg backend is selected here, before anything imports ``matplotlib.pyplot``,
 never need a display and never open windows.
 """
 import os
+import re
+from pathlib import Path
 
 os.environ["MPLBACKEND"] = "Agg"
 
@@ -128,10 +130,48 @@ def current_env_kernel_manager():
 
 def assert_student_run_went_through(nb, printed: str) -> None:
     """What "Run All" of an untouched student version must print: every exercise's check says "not
-    done yet" (nothing passes by itself), and every unfinished function is replaced by the reference
-    for the cells below. ``printed``: the text of the notebook's printed outputs, in order."""
+    done yet" (nothing passes by itself), and every unfinished function that a later cell calls is
+    replaced by the reference for the cells below (and says so). ``printed``: the text of the
+    notebook's printed outputs, in order."""
     exercises = sum("exercise" in c.metadata.get("tags", []) for c in nb.cells)
     assert printed.count("not done yet") == exercises, printed[-2000:]
     assert "✅" not in printed  # nothing passes by itself
-    functions = sum("raise NotImplementedError" in c.source for c in nb.cells if "exercise" in c.metadata.get("tags", []))
-    assert printed.count("the cells below use the reference") == functions
+    # the reference stands in for every unfinished function that a later cell calls (checks' USED_LATER)
+    from vae_lesson.checks import USED_LATER
+
+    assert exercises == len(exercise_ids := re.findall(r"⏳ Exercise (\d\d\.\d+)", printed))
+    assert printed.count("the cells below use the reference") == sum(key in USED_LATER for key in exercise_ids)
+
+
+def check_source_lines() -> set[str]:
+    """Every line of vae_lesson/checks/*.py worth finding (stripped, 12 characters or more): no line of a
+    check's own code may reach the student (the reference formula, the table of known mistakes). A line
+    that only continues a message or hint string still has its quotes, so the message itself never
+    matches; a line of code does, wherever the traceback machinery would print it."""
+    from vae_lesson import checks
+
+    import nbformat
+
+    folder = Path(checks.__file__).parent
+    in_notebooks = {line.strip() for nb in (folder.parents[1] / "notebooks").glob("*.ipynb")
+                    for cell in nbformat.read(nb, as_version=4).cells for line in cell.source.splitlines()}
+    lines = set()
+    for path in folder.glob("*.py"):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if (len(line) >= 12 and not line.startswith("#") and line not in in_notebooks
+                    and sum(ch.isalnum() for ch in line) >= 6):
+                lines.add(line)  # a line the notebook shows anyway (an import, a docstring) gives nothing away
+    return lines
+
+
+def assert_no_check_source(shown: str, lines: set[str] | None = None, traceback_allowed: bool = False) -> None:
+    """``shown`` (what a student sees of a failing check) names no file of the checks and quotes no line of
+    them; unless ``traceback_allowed`` (a whole page, where a notebook cell's own assertion may show its
+    traceback), it holds no traceback at all."""
+    lines = check_source_lines() if lines is None else lines
+    markers = ("vae_lesson/checks", "checks/nb0", "_core.py") + (() if traceback_allowed else ("Traceback", 'File "'))
+    for marker in markers:
+        assert marker not in shown, f"{marker!r} shown to the student:\n{shown}"
+    leaked = [line for line in lines if line in shown]
+    assert not leaked, f"check source shown to the student: {leaked[:3]}\n{shown}"

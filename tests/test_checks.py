@@ -296,13 +296,19 @@ def test_m_step_mistakes(wrong, phrase, with_notebook_inputs, capsys):
     _assert_caught(checks.m_step_means, wrong, phrase, capsys, **nb)
 
 
-def test_other_exceptions_propagate():
-    """Only NotImplementedError means "not done yet": a bug in the student's code surfaces."""
+def test_other_exceptions_are_explained_not_called_not_done(capsys):
+    """Only NotImplementedError means "not done yet": a bug in the student's code surfaces as an explained
+    error (what was raised, where, the shapes given and expected), with the original exception kept."""
     def broken(x, w, m, c):
         raise KeyError("oops")
 
-    with pytest.raises(KeyError):
+    with pytest.raises(checks.StudentError) as info:
         checks.mixture_log_density(broken)
+    assert isinstance(info.value.original, KeyError)
+    msg = str(info.value)
+    assert msg.startswith("❌ Exercise 01.1") and "raised KeyError at line" in msg and "'oops'" in msg
+    assert 'raise KeyError("oops")' in msg and "must return (N,) = (7,)" in msg and "Hint:" in msg
+    assert "not done yet" not in capsys.readouterr().out
 
 
 # --- compare() ----------------------------------------------------------------------------

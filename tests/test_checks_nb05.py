@@ -33,12 +33,13 @@ def right_surrogate(f_values, log_q):
 
 
 def right_surrogate_dot(f_values, log_q):
-    return torch.dot(f_values, log_q) / f_values.shape[0]
+    return torch.dot(f_values.detach(), log_q) / f_values.shape[0]
 
 
 def right_surrogate_plus_constant(f_values, log_q):
     """A constant (no phi) added to the surrogate does not change its gradient."""
-    return (f_values * log_q).mean() + f_values.sum() + 7.0
+    f = f_values.detach()
+    return (f * log_q).mean() + f.sum() + 7.0
 
 
 def right_baseline(f_values):

@@ -122,7 +122,7 @@ CHECKS = {
 
 
 class ExerciseLike(RuntimeError):
-    """Raised by a test function; a check lets it through (it only catches its own errors)."""
+    """Raised by a test function; a check explains it as an error of the student's function (StudentError)."""
 
 
 @pytest.fixture(scope="module")
@@ -155,8 +155,9 @@ def test_notebook_inputs_are_used(name, notebook_inputs, capsys):
 
     assert check(only_latent_3).passed  # without the notebook's inputs only latent-3 models are used
     capsys.readouterr()
-    with pytest.raises(ExerciseLike):
+    with pytest.raises(checks.StudentError) as info:  # explained as an error of the student's function
         check(only_latent_3, *notebook_inputs)
+    assert isinstance(info.value.original, ExerciseLike)
 
 
 
@@ -517,7 +518,7 @@ def step_right_by_hand(model, x_batch, optimizer):
     optimizer.zero_grad()
     loss.backward()
     optimizer.step()
-    return {"loss": loss}
+    return {"loss": loss.item()}
 
 
 def step_not_done(model, x_batch, optimizer):
@@ -592,6 +593,48 @@ def step_returns_the_elbo_as_loss(model, x_batch, optimizer):
     return {"loss": -out["loss"]}
 
 
+def _loss_kl_mean_over_d(model, x):
+    mean, log_std = model.encoder.params(x)
+    z = mean + log_std.exp() * torch.randn_like(mean)
+    rec = model.decoder(z).log_prob(x)
+    kl = 0.5 * (torch.exp(2 * log_std) + mean**2 - 1 - 2 * log_std).mean(-1)  # averaged over the d latent dims
+    return -(rec - kl).mean()
+
+
+def _loss_batch_sum(model, x):
+    rec, kl = _terms(model, x)
+    return -(rec - kl).sum()
+
+
+step_kl_mean_over_d, step_batch_sum = _step_with(_loss_kl_mean_over_d), _step_with(_loss_batch_sum)
+
+
+def step_sample_and_not_zeroed(model, x_batch, optimizer):
+    rec, kl = _terms(model, x_batch, sample="sample")
+    loss = -(rec - kl).mean()
+    loss.backward()
+    optimizer.step()
+    return {"loss": loss.item()}
+
+
+def step_zero_grad_before_step(model, x_batch, optimizer):
+    rec, kl = _terms(model, x_batch)
+    loss = -(rec - kl).mean()
+    loss.backward()
+    optimizer.zero_grad()  # clears what backward() just computed
+    optimizer.step()
+    return {"loss": loss.item()}
+
+
+def step_returns_tensors(model, x_batch, optimizer):
+    rec, kl = _terms(model, x_batch)
+    loss = -(rec - kl).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return {"loss": loss, "elbo": -loss}
+
+
 @pytest.mark.parametrize("right", [reference.training_step, step_right_distributions, step_right_by_hand])
 def test_training_step_passes_right_answers(right, notebook_inputs, capsys):
     assert checks.training_step(right).passed
@@ -617,7 +660,7 @@ def test_training_step_leaves_the_callers_model_and_random_state_alone(notebook_
 
 
 @pytest.mark.parametrize("wrong, phrase", [
-    (step_ascending, "the update goes the wrong way"),
+    (step_ascending, "the loss has the wrong sign"),
     (step_no_kl, "the KL term is left out"),
     (step_sample, "sample() instead of rsample()"),
     (step_pixel_mean, "averaged over the 64 pixels instead of summed"),
@@ -627,7 +670,19 @@ def test_training_step_leaves_the_callers_model_and_random_state_alone(notebook_
     (step_returns_a_float, "return a dict"),
     (step_returns_the_elbo_as_loss, "the returned loss is"),
     (lambda m, x, o: None, "returned None"),
+    (step_kl_mean_over_d, "the KL is averaged over the d latent coordinates"),
+    (step_batch_sum, "the loss is summed over the batch"),
+    (step_zero_grad_before_step, "zero_grad() ran after loss.backward() and before optimizer.step()"),
+    (step_returns_tensors, "is a tensor: return a float"),
 ])
 def test_training_step_mistakes(wrong, phrase, notebook_inputs, capsys):
     assert_caught(lambda: checks.training_step(wrong), phrase, capsys)
     assert_caught(lambda: checks.training_step(wrong, *notebook_inputs), phrase, capsys)
+
+
+def test_training_step_names_two_mistakes_at_once(notebook_inputs, capsys):
+    """sample() and no zero_grad together: both are named (the update matches a step with both)."""
+    for inputs in ((), notebook_inputs):
+        msg = assert_caught(lambda: checks.training_step(step_sample_and_not_zeroed, *inputs), "2 mistakes at once", capsys)
+        assert "sample() instead of rsample()" in msg and "the optimizer was not zeroed" in msg
+        assert "wrong sign" not in msg and "differs from the reference" not in msg

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import assert_caught
+from exercise_answers import ROUTES
 from test_checks_nb02_nb03 import GP_PM, GP_PS, gp_kwargs
 
 from vae_lesson import checks
@@ -362,3 +363,96 @@ def test_vae_checks_pass_copies(capsys):
     torch.testing.assert_close(x, x_kept, rtol=0, atol=0)
     for p, q in zip(model.parameters(), params):
         torch.testing.assert_close(p.detach(), q, rtol=0, atol=0)
+
+
+# --- every route of tests/exercise_answers.py passes its check (test_exercise_routes.py then runs each
+#     through its notebook to the last cell) ------------------------------------------------------------
+
+def _check_for(key):
+    from test_exercise_routes import exercise_of_check
+
+    name = {v: k for k, v in exercise_of_check().items()}[key]
+    return getattr(checks, name)
+
+
+def _defined(source: str):
+    """The function that a route's cell defines, run as the notebook would."""
+    ns = {}
+    exec(compile("import math\nimport torch\n" + source, "<route>", "exec"), ns)
+    return next(v for k, v in ns.items() if callable(v) and getattr(v, "__module__", "") is None and not k.startswith("_"))
+
+
+# 02.3's routes are values chosen for the notebook's own model: only test_exercise_routes.py can run them
+ALL_ROUTES = [(key, name) for key, routes in ROUTES.items() for name in routes if key != "02.3"]
+
+
+@pytest.mark.parametrize("key,name", ALL_ROUTES, ids=[f"{k} {n}" for k, n in ALL_ROUTES])
+def test_every_route_in_the_table_passes_its_check(key, name, capsys):
+    answer = _defined(ROUTES[key][name])
+    passes(lambda: _check_for(key)(answer), capsys)
+
+
+# --- the mistakes that used to get only "values differ" (issue 23): each is named -------------------
+
+def surrogate_without_detach(f_values, log_q):
+    return (f_values * log_q).mean()
+
+
+def elbo_log_q_averaged_over_d(model, x, mean, log_std, eps):
+    z = mean + log_std.exp() * eps
+    log_q = torch.distributions.Normal(mean, log_std.exp()).log_prob(z).mean(-1)
+    return (model.joint_log_prob(x, z) - log_q).mean(0)
+
+
+def iw_divided_by_n(model, x, eps):
+    q = model.encoder(x)
+    z = q.mean + q.stddev * eps
+    return torch.logsumexp(model.joint_log_prob(x, z) - q.log_prob(z), 0) - math.log(x.shape[0])
+
+
+def pca_elbo_with(eps=0.0, dtype=None, kl_only=False):
+    def elbo_pca(x, W, b, log_sigma, q_mean, q_log_std):
+        if dtype is not None:
+            x, W, b, log_sigma, q_mean, q_log_std = (t.to(dtype) for t in (x, W, b, log_sigma, q_mean, q_log_std))
+        sigma2, s2 = torch.exp(2 * log_sigma), torch.exp(2 * q_log_std)
+        sq_error = (x - q_mean @ W.T - b).pow(2).sum(-1) + s2 @ W.pow(2).sum(0)
+        recon = -0.5 * x.shape[1] * torch.log(2 * math.pi * sigma2 + (0 if kl_only else eps)) - sq_error / (2 * sigma2)
+        return recon - 0.5 * (s2 + q_mean**2 - 1 - torch.log(s2 + eps)).sum(-1)
+    return elbo_pca
+
+
+def iw_log_q_twice(log_joint, log_q):
+    return torch.logsumexp(log_joint - 2 * log_q, 0) - math.log(log_joint.shape[0])
+
+
+def iw_log_joint_halved(log_joint, log_q):
+    return torch.logsumexp(0.5 * log_joint - log_q, 0) - math.log(log_joint.shape[0])
+
+
+@pytest.mark.parametrize("run, phrase", [
+    (lambda: checks.score_function_surrogate(surrogate_without_detach), "f_values.detach()"),
+    (lambda: checks.elbo_of_q(elbo_log_q_averaged_over_d), "SUM over the d coordinates"),
+    (lambda: checks.importance_weighted_log_px(iw_divided_by_n), "instead of K"),
+    (lambda: checks.linear_gaussian_elbo(pca_elbo_with(1e-6)), "epsilon (1e-06)"),
+    (lambda: checks.linear_gaussian_elbo(pca_elbo_with(1e-8)), "epsilon (1e-08)"),
+    (lambda: checks.linear_gaussian_elbo(pca_elbo_with(3e-8, kl_only=True)), "epsilon inside a log"),
+    (lambda: checks.linear_gaussian_elbo(pca_elbo_with(dtype=torch.float32)), "your result is torch.float32"),
+    (lambda: checks.importance_log_marginal(iw_log_q_twice), "the way log_q enters is wrong"),
+    (lambda: checks.importance_log_marginal(iw_log_joint_halved), "the way log_joint enters is wrong"),
+], ids=["05.2 no detach", "06.1 mean over d", "07.4 N for K", "04.3 eps 1e-6", "04.3 eps 1e-8", "04.3 eps 3e-8 in KL",
+        "04.3 float32", "02.2 log q", "02.2 log joint"])
+def test_named_mistake(run, phrase, capsys):
+    msg = assert_caught(run, phrase, capsys)
+    assert "values differ" not in msg
+
+
+def test_the_score_function_check_sees_an_f_with_a_graph():
+    """The no-detach mistake changes the gradient (else the test above proves nothing): f depends on phi
+    in one of the check's cases, and there the two gradients differ."""
+    phi = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    feats = torch.randn(8, 3, dtype=torch.float64)
+    log_q = feats @ phi - torch.logsumexp(feats @ phi, 0)
+    f = 2 + (feats @ phi) ** 2
+    g_detached = torch.autograd.grad((f.detach() * log_q).mean(), phi, retain_graph=True)[0]
+    g_through = torch.autograd.grad((f * log_q).mean(), phi)[0]
+    assert float((g_detached - g_through).abs().max()) > 0.1

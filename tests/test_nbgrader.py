@@ -201,3 +201,24 @@ def test_feedback_for_every_student(course):
     for student, total in (("reference", "4.0"), ("untouched", "0.0"), ("wrong_kl", "3.0")):
         html = (course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text(encoding="utf-8")
         assert f"Score: {total} / 4.0" in html, student
+
+
+def _page_text(html: str) -> str:
+    """The text of a feedback page as a reader sees it (tags dropped, entities decoded)."""
+    import html as html_lib
+
+    html = re.sub(r"<(style|script)\b.*?</\1>", "", html, flags=re.S)
+    return html_lib.unescape(re.sub(r"<[^>]+>", "", html))
+
+
+def test_feedback_shows_the_message_once_and_no_check_source(course):
+    """A failed check reaches the feedback page as its message alone: once, with no path of the grading
+    machine and no line of the checks' code (graded mode turns checks.solution off, and a traceback
+    must not give the reference formula or the known-mistake table away instead)."""
+    from conftest import assert_no_check_source
+
+    for student, marker, count in (("wrong_kl", "❌ Exercise 03.2", 1), ("untouched", "not done: 0 points", 3)):
+        text = _page_text((course / "feedback" / student / ASSIGNMENT / f"{ASSIGNMENT}.html").read_text(encoding="utf-8"))
+        assert text.count(marker) == count, (student, text.count(marker))
+        assert_no_check_source(text, traceback_allowed=True)  # a notebook cell's own assert may show its cell
+        assert str(ROOT) not in text and "site-packages" not in text

@@ -9,7 +9,7 @@ Students: a failing check gives a hint; ``checks.solution("03.1")`` shows a full
 instructor turned solutions off: ``VAE_LESSON_NO_SOLUTIONS=1``, or graded mode ``VAE_LESSON_GRADED=1``).
 """
 from ._core import (
-    NOT_DONE, SOLUTIONS, CheckResult, ExerciseError, ExerciseNotDone, call_student, compare, copies, graded,
+    NOT_DONE, SIGNATURES, SOLUTIONS, USED_LATER, CheckResult, ExerciseError, ExerciseNotDone, Signature, StudentError, call_student, compare, copies, graded,
     register_solution, run_check, solution, solutions_enabled,
 )
 from .nb01 import m_step_means, mixture_log_density, responsibilities
@@ -21,7 +21,7 @@ from .nb06 import elbo_of_q, gaps_per_image
 from .nb07 import encoder_sample, importance_weighted_log_px, negative_elbo_loss, training_step
 
 __all__ = [
-    "CheckResult", "ExerciseError", "ExerciseNotDone", "compare", "run_check", "copies", "call_student",
+    "CheckResult", "ExerciseError", "ExerciseNotDone", "StudentError", "Signature", "SIGNATURES", "USED_LATER", "compare", "run_check", "copies", "call_student",
     "NOT_DONE", "SOLUTIONS", "register_solution", "solution", "solutions_enabled", "graded",
     "mixture_log_density", "responsibilities", "m_step_means",
     "naive_log_marginal", "importance_log_marginal", "good_proposal",

@@ -11,13 +11,26 @@ inputs (so hard-coded answers fail), compares with the reference in ``vae_lesson
   so "Run all" goes on in a student copy; in a notebook the reference implementation takes the
   student's name meanwhile (``use_reference``);
 - raises ``ExerciseError`` with what is wrong (shape, sign, a known mistake, the size of the
-  error) and an idea-level hint otherwise. A failing check never prints the solution.
+  error) and an idea-level hint otherwise. A failing check never prints the solution, and shows
+  nothing but its message: ``ExerciseError._render_traceback_`` keeps IPython (and so JupyterLab and
+  nbgrader's feedback pages) from printing a traceback through the check's own code.
+- explains an error raised inside the student's function (``StudentError``): what was raised, at
+  which line of the student's cell, the shapes it was given and the shape it must return.
 
 Writing a check (the interface the per-notebook modules ``nbNN`` use)
 --------------------------------------------------------------------
-- ``run_check(exercise, body, hint, student_fn=None, solution=None)``: ``exercise`` starts with
-  "Exercise NN.M (...)"; ``hint`` says what the idea is and where to look, never the code;
-  ``solution`` (code) is stored, never printed by a check.
+- ``run_check(exercise, body, hint, student_fn=None, solution=None, todo=None)``: ``exercise`` starts
+  with "Exercise NN.M (...)"; ``hint`` says what the idea is and where to look, never the code;
+  ``solution`` (code) is stored, never printed by a check; ``todo`` is what "not done yet" asks for
+  when the scaffold is not a ``raise`` line (02.3's values). ``body(student_fn)`` receives the
+  student's function guarded (``GuardedStudentFunction``): call that one.
+- Signatures: each ``nbNN`` module registers what each function is given and returns,
+  ``register_signatures({"01.3": "x (N, D), resp (N, C) -> (C, D)"})``; the error message of a
+  guarded call uses it, and every exercise's Markdown shows ``Signature.markdown()`` (a test
+  compares them). ``mark_used_later("01.1", ...)``: the exercises whose function later cells call
+  (only those say that the reference stands in; a test reads the notebooks to keep it true).
+- What the notebook cannot use, the check refuses with a reason: ``require_tensor`` (later cells
+  compute with the result), ``require_float64`` (the notebook checks an identity to 1e-8 nats).
 - Solutions: each ``nbNN`` module registers its solutions AT IMPORT with
   ``register_solution("03.1", "z = q.sample(...) ...")`` (module level, next to the check), so
   that ``checks.solution("03.1")`` works before the check ever ran. The registry is the dict
@@ -51,6 +64,8 @@ Modes
 from __future__ import annotations
 
 import copy
+import inspect
+import linecache
 import math
 import os
 import re
@@ -70,12 +85,26 @@ FLOAT32_RTOL = 256 * torch.finfo(torch.float32).eps  # about 3e-5: float32 round
 SOLUTIONS: dict[str, str] = {}
 """Exercise id ("03.1") -> solution code, filled at import by the ``nbNN`` modules."""
 
+SIGNATURES: dict[str, "Signature"] = {}
+"""Exercise id -> the shapes of the student function's arguments and result (``register_signatures``)."""
+
+USED_LATER: set[str] = set()
+"""Exercise ids whose function later cells of the notebook call (so the reference stands in meanwhile)."""
+
 _GRADED: bool | None = None  # None: follow the environment variable
 _SOLUTIONS_ON: bool | None = None
 
 
 class ExerciseError(AssertionError):
-    """The answer to an exercise is wrong; the message says how and gives a hint."""
+    """The answer to an exercise is wrong; the message says how and gives a hint.
+
+    In a notebook IPython shows an exception through its ``_render_traceback_`` when it has one: an
+    ExerciseError shows its message and nothing else, so that no line of the check's own code (the
+    reference computation, the table of known mistakes) reaches the student's screen or an nbgrader
+    feedback page. Where the student's own code raised, the message quotes that line itself."""
+
+    def _render_traceback_(self) -> list[str]:
+        return str(self).splitlines() or [type(self).__name__]
 
 
 class ExerciseNotDone(ExerciseError):
@@ -170,6 +199,222 @@ def solution(exercise: str) -> str:
     return text
 
 
+# --- what the student's function is given and must return -------------------------------------
+
+def _split_top(text: str) -> list[str]:
+    """Split at the commas outside parentheses: "x (N, D), b (D,)" -> ["x (N, D)", "b (D,)"]."""
+    parts, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append(cur.strip())
+    return parts
+
+
+_DIMS = re.compile(r"^\s*(?:[A-Za-z_]\w*|\d+)?(?:\s*,\s*(?:[A-Za-z_]\w*|\d+))*\s*,?\s*$")
+
+
+def _dims(inner: str) -> tuple[str, ...] | None:
+    """"N, D" -> ("N", "D"); "N," -> ("N",); "" -> () (a scalar); "a number" -> None (words, not a shape)."""
+    if not _DIMS.match(inner):
+        return None
+    return tuple(t.strip() for t in inner.split(",") if t.strip())
+
+
+def _item(text: str) -> tuple[str, tuple[str, ...] | None, str]:
+    """"x (N, D)" -> ("x", ("N", "D"), "(N, D)"); "(N,)" -> ("", ("N",), "(N,)"); "model (a VAE)" ->
+    ("model", None, "(a VAE)"); words alone -> ("", None, words)."""
+    m = re.match(r"^\s*(.*?)\s*\((.*)\)\s*$", text)
+    if not m:
+        return "", None, text.strip()
+    name, inner = m.group(1), m.group(2)
+    return name, _dims(inner), f"({inner})"
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a student function is given and must return, e.g.
+    ``Signature("x (N, D), resp (N, C) -> (C, D)")``: each argument with its shape in symbols (or a few
+    words: ``model (a VAE)``), and the result. ``derived`` gives symbols no argument's shape fixes,
+    from the arguments (e.g. M, the number of hidden pixels)."""
+
+    text: str
+    derived: Mapping[str, Callable[[dict], int]] | None = None
+
+    @property
+    def arguments(self) -> list[tuple[str, tuple[str, ...] | None, str]]:
+        return [_item(t) for t in _split_top(self.text.split("->")[0])]
+
+    @property
+    def result(self) -> list[tuple[str, tuple[str, ...] | None, str]]:
+        right = self.text.split("->", 1)[1].strip() if "->" in self.text else ""
+        return [_item(t) for t in _split_top(right)] if right else []
+
+    def markdown(self) -> str:
+        """The line an exercise's Markdown shows: "**Shapes:** `x` (N, D), `resp` (N, C) → (C, D)"."""
+        def show(items):
+            return ", ".join((f"`{n}` {d}" if n else d) for n, _, d in items)
+        out = f"**Shapes:** {show(self.arguments)}"
+        return out + (f" → {show(self.result)}" if self.result else "")
+
+    def bind(self, values: dict) -> dict[str, int]:
+        """The sizes the symbols take for these argument values (name -> value)."""
+        sizes: dict[str, int] = {}
+        for name, dims, _ in self.arguments:
+            value = values.get(name)
+            shape = getattr(value, "shape", None)
+            if dims is None or shape is None or len(dims) != len(shape):
+                continue
+            for sym, n in zip(dims, shape):
+                if not sym.isdigit():
+                    sizes.setdefault(sym, int(n))
+        for sym, rule in (self.derived or {}).items():
+            try:
+                sizes[sym] = int(rule(values))
+            except Exception:  # noqa: BLE001  (the arguments were not what the rule expects)
+                pass
+        return sizes
+
+    def describe_call(self, values: dict) -> str:
+        """"It was given x (9, 3) = (N, D) and resp (9, 4) = (N, C); it must return (C, D) = (4, 3)."."""
+        sizes = self.bind(values)
+
+        def concrete(dims):
+            got = [str(sizes.get(d, d)) for d in dims]
+            return "(" + ", ".join(got) + ("," if len(got) == 1 else "") + ")"
+
+        given = []
+        for name, dims, words in self.arguments:
+            value = values.get(name, None)
+            given.append(f"{name} {_value_description(value)}" + (f" = {words}" if dims is not None and
+                                                                   isinstance(value, torch.Tensor) else ""))
+        text = "It was given " + ", ".join(given)
+        if self.result:
+            parts = []
+            for name, dims, words in self.result:
+                label = f"{name} " if name else ""
+                parts.append(f"{label}{words}" + (f" = {concrete(dims)}" if dims is not None else ""))
+            text += "; it must return " + ", ".join(parts)
+        return text + "."
+
+
+def _value_description(value) -> str:
+    if isinstance(value, torch.Tensor):
+        shape = tuple(value.shape)
+        return f"of shape {shape}" if shape else "(a scalar tensor)"
+    if isinstance(value, np.ndarray):
+        return f"(a NumPy array of shape {value.shape})"
+    if isinstance(value, torch.nn.Module):
+        return f"(a {type(value).__name__})"
+    if isinstance(value, torch.optim.Optimizer):
+        return f"(a torch.optim.{type(value).__name__})"
+    if isinstance(value, torch.distributions.Distribution):
+        return (f"(a {type(value).__name__} distribution, batch shape {tuple(value.batch_shape)}, "
+                f"event shape {tuple(value.event_shape)})")
+    if isinstance(value, (bool, int, float)):
+        return f"= {value!r}"
+    if callable(value):
+        return "(a function)"
+    return f"(a {type(value).__name__})"
+
+
+def register_signatures(signatures: Mapping[str, "Signature | str"]) -> None:
+    """Store what each exercise's function is given and returns ("01.3" -> Signature or its text), at
+    import, for the message of an error raised inside the student's function and for the notebooks'
+    "Shapes:" lines (tests/test_exercise_words.py compares the two)."""
+    for key, sig in signatures.items():
+        SIGNATURES[key] = sig if isinstance(sig, Signature) else Signature(sig)
+
+
+def mark_used_later(*keys: str) -> None:
+    """Exercises whose function later cells of their notebook call: while one is not done, its check says
+    that the reference stands in for it."""
+    USED_LATER.update(keys)
+
+
+class StudentError(ExerciseError):
+    """The student's function raised (``original``: its exception); the message says where and why."""
+
+    def __init__(self, message: str, original: BaseException):
+        super().__init__(message)
+        self.original = original
+
+
+def _in_cell(filename: str) -> bool:
+    return "ipykernel_" in filename or filename.startswith("<ipython-input")
+
+
+def _student_line(exc: BaseException) -> tuple[int, str, str] | None:
+    """(line number, the line's text, where) of the innermost frame of the student's own code (outside
+    torch, Python and vae_lesson) in the exception's traceback; None if there is none."""
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if not _in_library(tb.tb_frame):
+            found = tb
+        tb = tb.tb_next
+    if found is None:
+        return None
+    filename = found.tb_frame.f_code.co_filename
+    text = linecache.getline(filename, found.tb_lineno).strip()
+    where = "your cell" if _in_cell(filename) else Path(filename).name
+    return found.tb_lineno, text, where
+
+
+def student_error_message(exc: BaseException, signature: Signature | None, values: dict) -> str:
+    """"your function raised RuntimeError at line 3 of your cell: <torch's message>", the line, and the
+    shapes it was given and must return."""
+    detail = " ".join(str(exc).split()) or "(no message)"
+    if len(detail) > 400:
+        detail = detail[:400] + " ..."
+    where = _student_line(exc)
+    if where is None:
+        head = f"your function raised {type(exc).__name__}: {detail}"
+    else:
+        line, text, place = where
+        head = f"your function raised {type(exc).__name__} at line {line} of {place}: {detail}"
+        if text:
+            head += f"\n   line {line}: {text}"
+    if signature is not None:
+        head += "\n" + signature.describe_call(values)
+    return head
+
+
+class GuardedStudentFunction:
+    """The student's function as a check calls it: an exception raised inside it (a shape error from
+    torch, a typo) becomes a ``StudentError`` that says where and what it was given, instead of a
+    traceback through the check. "Not done yet" (NotImplementedError) and ExerciseError pass through."""
+
+    def __init__(self, fn: Callable, signature: Signature | None):
+        self.__wrapped__ = fn
+        self.__name__ = getattr(fn, "__name__", "your function")
+        self.signature = signature
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return self.__wrapped__(*args, **kwargs)
+        except (NotImplementedError, ExerciseError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001  (any error in the student's code is explained)
+            raise StudentError(student_error_message(exc, self.signature, self._values(args, kwargs)), exc) from None
+
+    def _values(self, args, kwargs) -> dict:
+        """name -> value, under the exercise's names (the student may have named the parameters otherwise)."""
+        if self.signature is None:
+            try:
+                return dict(inspect.signature(self.__wrapped__).bind_partial(*args, **kwargs).arguments)
+            except (TypeError, ValueError):
+                return dict(kwargs)
+        values = {name: value for (name, _, _), value in zip(self.signature.arguments, args)}
+        values.update(kwargs)
+        return values
+
+
 # --- copies ----------------------------------------------------------------------------------
 
 def _copy(obj):
@@ -261,7 +506,7 @@ def compare(
     answer,
     expected: torch.Tensor,
     what: str,
-    mistakes: Mapping[str, torch.Tensor] | None = None,
+    mistakes: Mapping[str, torch.Tensor] | list[tuple[str, torch.Tensor]] | None = None,
     rtol: float = 1e-4,
     atol: float = 1e-5,
     scale: float | None = None,
@@ -314,7 +559,8 @@ def compare(
 
     if close(answer, expected):
         return
-    for name, wrong in (mistakes or {}).items():
+    pairs = mistakes.items() if isinstance(mistakes, Mapping) else (mistakes or ())
+    for name, wrong in pairs:  # a mapping, or (message, value) pairs when one message fits several values
         wrong = torch.as_tensor(wrong).detach().to(work)
         if close(answer, wrong):
             raise ExerciseError(f"{what}: {name}")
@@ -328,6 +574,24 @@ def compare(
                 f"{what}: your values are exp of the expected ones: return the log (a log-density, in nats)."
             )
     raise ExerciseError(differ_message(answer, expected, what, rt, at, low, origin))
+
+
+def require_tensor(answer, what: str) -> None:
+    """For an exercise whose function the notebook's later cells call: the answer must be a torch tensor
+    (they compute with it: ``.exp()``, ``.mean()``, ``.item()``), not a list or a number."""
+    if answer is not None and not isinstance(answer, torch.Tensor):
+        raise ExerciseError(f"{what}: return a torch tensor, not a {type(answer).__name__}: the cells below call "
+                            "your function and compute with its result (.exp(), .mean(), .item()).")
+
+
+def require_float64(answer, what: str, why: str) -> None:
+    """For an exercise whose result the notebook checks to float64 precision (an identity to 1e-8 nats or
+    closer): a float32 (or lower) answer is refused, with ``why``, instead of failing a later cell."""
+    if isinstance(answer, torch.Tensor) and answer.dtype in _LOW:
+        raise ExerciseError(
+            f"{what}: your result is {answer.dtype}, but the inputs are float64. {why} float32 keeps about 7 "
+            "significant digits, so keep the inputs' dtype: no .float(), and create any new tensor with "
+            "dtype=x.dtype (torch.zeros(n) is float32 by default).")
 
 
 def differ_message(answer: torch.Tensor, expected: torch.Tensor, what: str, rtol: float, atol: float,
@@ -349,10 +613,12 @@ def differ_message(answer: torch.Tensor, expected: torch.Tensor, what: str, rtol
 
 # --- running a check --------------------------------------------------------------------------
 
-def use_reference(student_fn) -> str:
+def use_reference(student_fn, key: str | None = None) -> str:
     """While an exercise is not done, put the reference implementation (``checks.reference``)
     into the notebook under the student's function name, so that later cells still run.
-    Returns the note to show ("" outside a notebook or when there is no reference)."""
+    Returns the note to show: "" outside a notebook, when there is no reference, or when no later
+    cell of the notebook calls the function (``USED_LATER``; tests/test_exercise_words.py reads the
+    notebooks to keep that set true)."""
     name = getattr(student_fn, "__name__", None)
     from . import reference
 
@@ -365,6 +631,8 @@ def use_reference(student_fn) -> str:
     if fallback is None or shell is None:
         return ""
     shell.user_ns[name] = fallback
+    if key is not None and key not in USED_LATER:
+        return ""
     return (f"\n   Until then, the cells below use the reference `{name}` from vae_lesson, so the rest of "
             f"the notebook runs. Your own `{name}` takes over when you re-run its cell.")
 
@@ -440,30 +708,40 @@ def _solution_note(key: str | None) -> str:
     return ""
 
 
-def run_check(exercise: str, body: Callable[[], None], hint: str, student_fn=None,
-              solution: str | None = None) -> CheckResult:
+def run_check(exercise: str, body: Callable[..., None], hint: str, student_fn=None,
+              solution: str | None = None, todo: str | None = None) -> CheckResult:
     """Run a check body. An unfinished exercise (see ``is_not_done``) prints "not done yet" and, in
     a notebook, puts the reference in place of ``student_fn`` (in graded mode it then raises
     ExerciseNotDone); a wrong answer raises ExerciseError with the ``hint`` (never the
-    ``solution``, which is only registered for ``checks.solution``)."""
+    ``solution``, which is only registered for ``checks.solution``).
+
+    A ``body`` that takes one argument is given the student's function guarded
+    (``GuardedStudentFunction``): an error raised inside it is explained with the exercise's
+    ``SIGNATURES`` entry. ``todo``: what "not done yet" asks for (default: replace the scaffold's
+    ``raise NotImplementedError(...)`` line)."""
     key = exercise_id(exercise)
     if solution is not None and key is not None:
         register_solution(key, solution)
+    own = getattr(student_fn, "__wrapped__", student_fn)
     try:
-        body()
+        if student_fn is not None and inspect.signature(body).parameters:
+            body(GuardedStudentFunction(own, SIGNATURES.get(key)))
+        else:
+            body()
     except NotImplementedError as exc:
-        if not is_not_done(exc, student_fn, body):
+        if not is_not_done(exc, own, body):
             raise ExerciseError(f"❌ {exercise}: {_not_implemented_message(exc)}\nHint: {hint}{_solution_note(key)}") from None
-        msg = (f"⏳ {exercise}: not done yet. Replace the line `raise NotImplementedError(...)` with your code, "
-               "then run the check again.")
-        if student_fn is not None:
-            msg += use_reference(student_fn)
+        msg = f"⏳ {exercise}: not done yet. " + (todo or "Replace the line `raise NotImplementedError(...)` with "
+                                                         "your code, then run the check again.")
+        if own is not None:
+            msg += use_reference(own, key)
         print(msg)
         if graded():
             raise ExerciseNotDone(f"⏳ {exercise}: not done: 0 points.") from None
         return CheckResult(exercise, False, msg)
     except ExerciseError as exc:
-        raise type(exc)(f"❌ {exercise}: {exc}\nHint: {hint}{_solution_note(key)}") from None
+        text = f"❌ {exercise}: {exc}\nHint: {hint}{_solution_note(key)}"
+        raise (StudentError(text, exc.original) if isinstance(exc, StudentError) else type(exc)(text)) from None
     msg = f"✅ {exercise}: correct."
     print(msg)
     return CheckResult(exercise, True, msg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..models import GaussianMixture
-from ._core import CheckResult, compare, copies, register_solutions, run_check
+from ._core import CheckResult, compare, copies, mark_used_later, register_signatures, register_solutions, run_check
 
 HINTS = {
     "01.1": "p(x) sums the joint p(x, z=c) = pi_c N(x; mu_c, Sigma_c) over the components. Work in log space: "
@@ -24,6 +24,13 @@ SOLUTIONS = {
     "01.3": "return resp.T @ x / resp.sum(0)[:, None]",
 }
 register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
+SIGNATURES = {
+    "01.1": "x (N, D), weights (C,), means (C, D), covs (C, D, D) -> (N,)",
+    "01.2": "x (N, D), weights (C,), means (C, D), covs (C, D, D) -> (N, C)",
+    "01.3": "x (N, D), resp (N, C) -> (C, D)",
+}
+register_signatures(SIGNATURES)
+mark_used_later("01.1", "01.2")  # the cells after the checks call mixture_log_density and responsibilities
 
 
 def _random_mixture(seed: int, C: int = 4, D: int = 3) -> tuple[torch.Tensor, ...]:
@@ -61,7 +68,7 @@ def mixture_log_density(student_fn, x=None, weights=None, means=None, covs=None)
     """Exercise 01.1: student_fn(x (N, D), weights (C,), means (C, D), covs (C, D, D)) -> (N,)
     log p(x_n) = log sum_c pi_c N(x_n; mu_c, Sigma_c)."""
 
-    def body():
+    def body(student_fn):
         for xs, w, m, c in _mixture_cases(x, weights, means, covs):
             expected = GaussianMixture(w, m, c).log_marginal(xs)
             comp = _component_log_probs(xs, m, c)
@@ -85,7 +92,7 @@ def responsibilities(student_fn, x=None, weights=None, means=None, covs=None) ->
     """Exercise 01.2: student_fn(x (N, D), weights (C,), means (C, D), covs (C, D, D)) -> (N, C)
     p(z = c | x_n) = pi_c N(x_n; mu_c, Sigma_c) / sum_j pi_j N(x_n; mu_j, Sigma_j)."""
 
-    def body():
+    def body(student_fn):
         for xs, w, m, c in _mixture_cases(x, weights, means, covs):
             expected = GaussianMixture(w, m, c).posterior(xs)
             joint = w.log() + _component_log_probs(xs, m, c)
@@ -108,7 +115,7 @@ def m_step_means(student_fn, x=None, resp=None) -> CheckResult:
     """Exercise 01.3: student_fn(x (N, D), resp (N, C)) -> (C, D) new means
     mu_c = sum_n r_nc x_n / sum_n r_nc."""
 
-    def body():
+    def body(student_fn):
         g = torch.Generator().manual_seed(7)
         cases = [(2 * torch.randn(9, 3, generator=g), torch.softmax(torch.randn(9, 4, generator=g), -1)),
                  (torch.randn(5, 2, generator=g), torch.softmax(3 * torch.randn(5, 3, generator=g), -1))]

@@ -7,7 +7,10 @@ import torch
 
 from ..estimators import effective_sample_size, log_mean_exp
 from ..models import LinearGaussianModel
-from ._core import NOT_DONE, CheckResult, ExerciseError, compare, register_solutions, run_check
+from ._core import (
+    NOT_DONE, CheckResult, ExerciseError, compare, mark_used_later, register_signatures, register_solutions,
+    run_check,
+)
 
 HINTS = {
     "02.1": "you need the log of an AVERAGE of likelihoods, computed from their logs without leaving log space "
@@ -25,6 +28,13 @@ SOLUTIONS = {
     "02.3": "q_mean = the posterior mean, q_std = about 1.2 to 2 times the posterior std (read both from the widget)",
 }
 register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
+SIGNATURES = {
+    "02.1": "log_likelihoods (K, N) -> (N,)",
+    "02.2": "log_joint (K, N), log_q (K, N) -> (N,)",
+    "02.3": "q_mean (a number), q_std (a number > 0)",
+}
+register_signatures(SIGNATURES)
+mark_used_later("02.1", "02.2")
 
 
 def _log_weight_cases():
@@ -41,7 +51,7 @@ def naive_log_marginal(student_fn) -> CheckResult:
     """Exercise 02.1: student_fn(log_likelihoods (K, N)) -> (N,)
     log p_hat(x_n) = log (1/K) sum_k p(x_n | z_k), from log p(x_n | z_k) for K prior samples z_k."""
 
-    def body():
+    def body(student_fn):
         for lw in _log_weight_cases():
             mistakes = {
                 "you averaged the log-likelihoods: that is E[log p(x|z)], not log E[p(x|z)]. "
@@ -50,7 +60,8 @@ def naive_log_marginal(student_fn) -> CheckResult:
                     torch.logsumexp(lw, 0),
                 "you took the largest weight only; average all K of them.": lw.max(0).values,
             }
-            compare(student_fn(lw.clone()), log_mean_exp(lw, 0), "log p_hat(x)", mistakes, rtol=1e-7, atol=1e-7)
+            answer = student_fn(lw.clone())
+            compare(answer, log_mean_exp(lw, 0), "log p_hat(x)", mistakes, rtol=1e-7, atol=1e-7)
 
     return run_check("Exercise 02.1 (naive Monte Carlo in log space)", body, HINTS["02.1"], student_fn,
                      solution=SOLUTIONS["02.1"])
@@ -60,7 +71,7 @@ def importance_log_marginal(student_fn) -> CheckResult:
     """Exercise 02.2: student_fn(log_joint (K, N), log_q (K, N)) -> (N,)
     log p_hat(x_n) = log (1/K) sum_k p(x_n, z_k) / q(z_k), z_k ~ q."""
 
-    def body():
+    def body(student_fn):
         g = torch.Generator().manual_seed(12)
         for lj in _log_weight_cases():
             lq = torch.randn(lj.shape, generator=g, dtype=torch.float64) * 2 - 3.0
@@ -71,9 +82,40 @@ def importance_log_marginal(student_fn) -> CheckResult:
                 "you summed instead of averaging: subtract log K.": torch.logsumexp(lj - lq, 0),
                 "you left out q: with samples from q the weights must be divided by q(z_k).": log_mean_exp(lj, 0),
                 "the weights are upside down: p(x, z) / q(z), not q(z) / p(x, z).": log_mean_exp(lq - lj, 0),
+                "you divided the sum of the p(x, z_k) by the sum of the q(z_k): each sample has its own weight "
+                "p(x, z_k) / q(z_k); average those.": torch.logsumexp(lj, 0) - torch.logsumexp(lq, 0),
             }
-            compare(student_fn(lj.clone(), lq.clone()), log_mean_exp(lj - lq, 0), "log p_hat(x)", mistakes,
-                    rtol=1e-7, atol=1e-7)
+            answer = student_fn(lj.clone(), lq.clone())
+            try:
+                compare(answer, log_mean_exp(lj - lq, 0), "log p_hat(x)", mistakes, rtol=1e-7, atol=1e-7)
+            except ExerciseError as exc:
+                if "values differ" in str(exc):
+                    _which_log_is_wrong(student_fn, lj, lq, answer)
+                raise
+
+    def _which_log_is_wrong(student_fn, lj, lq, answer):
+        """Probe the answer: log p_hat = log mean exp(log_joint - log_q) rises by exactly 1 nat when every
+        log p(x, z_k) rises by 1, and falls by exactly 1 when every log q(z_k) rises by 1."""
+        moved = {}
+        for name, args, should in (("log_joint", (lj + 1.0, lq), 1.0), ("log_q", (lj, lq + 1.0), -1.0)):
+            shifted = student_fn(*(a.clone() for a in args))
+            try:
+                move = (torch.as_tensor(shifted, dtype=torch.float64) - torch.as_tensor(answer, dtype=torch.float64))
+            except (TypeError, RuntimeError, ValueError):
+                return
+            if move.shape != torch.as_tensor(answer).shape or not bool(torch.isclose(move, torch.full_like(move, should), atol=1e-6).all()):
+                moved[name] = (move.flatten()[0].item(), should)
+        if len(moved) == 1:
+            (name, (got, should)), = moved.items()
+            raise ExerciseError(
+                f"log p_hat(x): the way {name} enters is wrong. Adding 1 nat to every {name} value should move "
+                f"log p_hat by exactly {should:+.0f} nat (the weight is p(x, z) / q(z), so log w = log_joint - log_q), "
+                f"but your result moved by {got:+.4g}. The other input enters correctly.")
+        if len(moved) == 2:
+            raise ExerciseError(
+                "log p_hat(x): both inputs enter wrongly. Adding 1 nat to every log_joint should raise log p_hat by "
+                f"exactly 1 (yours: {moved['log_joint'][0]:+.4g}), and adding 1 nat to every log_q should lower it "
+                f"by exactly 1 (yours: {moved['log_q'][0]:+.4g}): the log-weights are log_joint - log_q.")
 
     return run_check("Exercise 02.2 (importance sampling in log space)", body, HINTS["02.2"], student_fn,
                      solution=SOLUTIONS["02.2"])
@@ -126,4 +168,5 @@ def good_proposal(q_mean: float, q_std: float, model: LinearGaussianModel, x: to
             )
         print(f"effective sample size: {frac:.1%} of K")
 
-    return run_check("Exercise 02.3 (a good proposal)", body, HINTS["02.3"], solution=SOLUTIONS["02.3"])
+    return run_check("Exercise 02.3 (a good proposal)", body, HINTS["02.3"], solution=SOLUTIONS["02.3"],
+                     todo="Set `q_mean` and `q_std` in the cell above (they are still None), then run the check again.")

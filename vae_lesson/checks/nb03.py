@@ -7,7 +7,9 @@ import torch
 from torch import distributions as D
 
 from ..models import Latent1DModel, LinearGaussianModel
-from ._core import CheckResult, ExerciseError, compare, register_solutions, run_check
+from ._core import (
+    CheckResult, ExerciseError, compare, mark_used_later, register_signatures, register_solutions, run_check,
+)
 
 HINTS = {
     "03.1": "the ELBO is an expectation under q: draw the S samples from q itself, evaluate the integrand "
@@ -28,6 +30,14 @@ SOLUTIONS = {
             "return mean, cov",
 }
 register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
+SIGNATURES = {
+    "03.1": "log_joint (a function: z of shape (S, d) to log p(x, z) of shape (S,)), q (a torch distribution over z), "
+            "n_samples (the number S) -> ()",
+    "03.2": "mean (N, d), std (N, d) -> (N,)",
+    "03.3": "x (N, D), W (D, d), b (D,), sigma (a number) -> mean (N, d), cov (d, d)",
+}
+register_signatures(SIGNATURES)
+mark_used_later("03.2", "03.3")  # 03.1's function is not used by later cells
 
 
 def _ppca_case(seed: int = 5):
@@ -54,7 +64,7 @@ def elbo_monte_carlo(student_fn, n_samples: int = 20_000) -> CheckResult:
     (1/S) sum_s [log p(x, z_s) - log q(z_s)] with z_s ~ q. Compared with the exact ELBO within
     5 standard errors (a right answer fails this less than once in a million runs)."""
 
-    def body():
+    def body(student_fn):
         for case in (_ppca_case, _latent1d_case):
             log_joint, q, exact, entropy = case()
             with torch.no_grad():
@@ -93,7 +103,7 @@ def kl_to_standard_normal(student_fn) -> CheckResult:
     """Exercise 03.2: student_fn(mean (N, d), std (N, d)) -> (N,)
     KL(N(mean, diag std^2) || N(0, I)) = 1/2 sum_j (std_j^2 + mean_j^2 - 1 - 2 log std_j)."""
 
-    def body():
+    def body(student_fn):
         g = torch.Generator().manual_seed(21)
         for n, d in ((5, 3), (4, 1), (2, 7)):
             m = torch.randn(n, d, generator=g, dtype=torch.float64) * 1.5
@@ -121,7 +131,7 @@ def ppca_posterior(student_fn) -> CheckResult:
     """Exercise 03.3: student_fn(x (N, D), W (D, d), b (D,), sigma) -> (mean (N, d), cov (d, d)) of
     p(z | x) = N(M^{-1} W^T (x - b), sigma^2 M^{-1}), M = W^T W + sigma^2 I."""
 
-    def body():
+    def body(student_fn):
         for seed, (D_, d, sigma) in ((3, (5, 2, 0.7)), (4, (8, 3, 0.3)), (5, (4, 1, 1.5))):
             model = LinearGaussianModel.random(D_, d, sigma, seed=seed)
             x, _ = model.sample(6, generator=torch.Generator().manual_seed(seed))

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from ._core import CheckResult, ExerciseError, compare, register_solutions, run_check
+from ._core import (
+    CheckResult, ExerciseError, compare, mark_used_later, register_signatures, register_solutions, run_check,
+)
 
 HINTS = {
     "05.1": "the randomness is all in eps; mean and std only shift and scale it. Use + and * on tensors "
@@ -19,13 +21,20 @@ SOLUTIONS = {
     "05.3": "S = f_values.shape[0]\nreturn (f_values.sum() - f_values) / (S - 1)",
 }
 register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
+SIGNATURES = {
+    "05.1": "mean (d,), std (d,), eps (S, d) -> (S, d)",
+    "05.2": "f_values (S,), log_q (S,) -> ()",
+    "05.3": "f_values (S,) -> (S,)",
+}
+register_signatures(SIGNATURES)
+mark_used_later("05.1")  # 05.2's and 05.3's functions are not used by later cells
 
 
 def reparameterized_sample(student_fn) -> CheckResult:
     """Exercise 05.1: student_fn(mean (d,), std (d,), eps (S, d)) -> z (S, d) = mean + std * eps,
     differentiable with respect to mean and std."""
 
-    def body():
+    def body(student_fn):
         g = torch.Generator().manual_seed(51)
         for S, d in ((5, 3), (1, 1), (4, 7)):
             mean = torch.randn(d, generator=g, dtype=torch.float64).requires_grad_(True)
@@ -57,13 +66,15 @@ def score_function_surrogate(student_fn) -> CheckResult:
     """Exercise 05.2: student_fn(f_values (S,), log_q (S,)) -> a scalar whose gradient with respect to
     phi (through log_q) is the score-function estimate (1/S) sum_s f(z_s) grad log q(z_s; phi)."""
 
-    def body():
+    def body(student_fn):
         g = torch.Generator().manual_seed(52)
-        for S in (6, 1, 40):
+        for S, f_has_graph in ((6, False), (1, False), (40, False), (8, True)):
             phi = torch.randn(3, generator=g, dtype=torch.float64).requires_grad_(True)
             features = torch.randn(S, 3, generator=g, dtype=torch.float64)
-            f_values = torch.randn(S, generator=g, dtype=torch.float64) * 3 + 2  # f(z_s): no gradient
             log_q = features @ phi - torch.logsumexp(features @ phi, 0)  # any differentiable log q(z_s; phi)
+            f_values = torch.randn(S, generator=g, dtype=torch.float64) * 3 + 2  # f(z_s)
+            if f_has_graph:  # f(z_s) computed from samples that still carry phi's graph, as happens in practice
+                f_values = f_values + (features @ phi) ** 2
             out = student_fn(f_values, log_q)
             if not isinstance(out, torch.Tensor) or out.numel() != 1:
                 raise ExerciseError("return one number (a scalar tensor): average over the samples")
@@ -76,6 +87,10 @@ def score_function_surrogate(student_fn) -> CheckResult:
             fd = f_values.detach()
             expected = torch.autograd.grad((fd * log_q).mean(), phi, retain_graph=True)[0]
             wrong = {
+                "f(z_s) carries a gradient here (it was computed from samples connected to phi), and your surrogate "
+                "lets it through: then autograd adds the gradient of f itself, which the score-function estimator "
+                "does not have. Treat f(z_s) as a constant weight: f_values.detach().":
+                    torch.autograd.grad((f_values * log_q).mean(), phi, retain_graph=True)[0],
                 "you differentiated q instead of log q: the score function is grad log q = grad q / q.":
                     torch.autograd.grad((fd * log_q.exp()).mean(), phi, retain_graph=True)[0],
                 "the product of the averages is not the average of the products: average f(z_s) * log q(z_s).":
@@ -92,7 +107,7 @@ def score_function_surrogate(student_fn) -> CheckResult:
 def leave_one_out_baseline(student_fn) -> CheckResult:
     """Exercise 05.3: student_fn(f_values (S,)) -> (S,), b_s = mean of f over the other S - 1 samples."""
 
-    def body():
+    def body(student_fn):
         g = torch.Generator().manual_seed(53)
         for S in (5, 2, 30):
             f = torch.randn(S, generator=g, dtype=torch.float64) * 4 + 1

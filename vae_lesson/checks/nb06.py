@@ -4,7 +4,10 @@ from __future__ import annotations
 import torch
 
 from ..vae import VAE, elbo_of_q as _elbo_of_q
-from ._core import CheckResult, ExerciseError, compare, copies, register_solutions, run_check
+from ._core import (
+    CheckResult, ExerciseError, StudentError, compare, copies, mark_used_later, register_signatures,
+    register_solutions, run_check,
+)
 
 HINTS = {
     "06.1": "build the samples from the given noise (the reparameterization: the mean plus the standard deviation "
@@ -20,6 +23,12 @@ SOLUTIONS = {
     "06.2": "return log_px - refined_elbo, refined_elbo - encoder_elbo",
 }
 register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
+SIGNATURES = {
+    "06.1": "model (a VAE), x (N, 64), mean (N, d), log_std (N, d), eps (S, N, d) -> (N,)",
+    "06.2": "encoder_elbo (N,), refined_elbo (N,), log_px (N,) -> approximation gap (N,), amortization gap (N,)",
+}
+register_signatures(SIGNATURES)
+mark_used_later("06.1", "06.2")
 
 _CLOSED_FORM_KL = ("that is the reconstruction term minus the closed-form KL(q || p(z)): a valid estimator of the "
                    "ELBO (same expectation, often less noisy), but not the one this exercise asks for. Here the "
@@ -57,14 +66,14 @@ def elbo_of_q(student_fn, model: VAE | None = None, x: torch.Tensor | None = Non
     the ELBO of q(z; phi_i) = N(mean_i, diag exp(log_std_i)^2) for each image with the given noise:
     (1/S) sum_s [log p(x, z_s) - log q(z_s)], z_s = mean + exp(log_std) * eps_s."""
 
-    def body():
+    def body(student_fn):
         for m, xs, mean, log_std, eps in _cases(model, x, seed=61):
             with torch.no_grad():
                 try:  # copies: an in-place edit in the student's code cannot change the notebook's model or data
                     answer = student_fn(*copies(m, xs, mean, log_std, eps))
-                except ValueError as exc:  # torch refuses a Normal with a negative scale
-                    if "scale" in str(exc) and (log_std < 0).any():
-                        raise ExerciseError(f"{_LOG_STD_AS_STD} (torch said: {str(exc)[:100]}...)") from None
+                except StudentError as exc:  # torch refuses a Normal with a negative scale
+                    if isinstance(exc.original, ValueError) and "scale" in str(exc.original) and (log_std < 0).any():
+                        raise ExerciseError(f"{_LOG_STD_AS_STD} (torch said: {str(exc.original)[:100]}...)") from None
                     raise
                 if isinstance(answer, torch.Tensor) and answer.isnan().any() and (log_std < 0).any():
                     raise ExerciseError(f"your ELBO has NaN or infinite values. If you used log_std as the std: "
@@ -78,6 +87,9 @@ def elbo_of_q(student_fn, model: VAE | None = None, x: torch.Tensor | None = Non
                     "you left out the prior log p(z): the ELBO uses the joint log p(x, z) = log p(z) + log p(x|z).":
                         (m.decoder(z).log_prob(xs) - log_q).mean(0),
                     _LOG_STD_AS_STD: _elbo_wrong_std(m, xs, mean, log_std, eps),
+                    "log q(z) is the SUM over the d coordinates of the 1-D Normal log-densities (q is a product "
+                    "over coordinates); you averaged them (.mean(-1)).":
+                        (m.joint_log_prob(xs, z) - torch.distributions.Normal(mean, log_std.exp()).log_prob(z).mean(-1)).mean(0),
                     "average over the S samples (axis 0), do not sum them.":
                         (m.joint_log_prob(xs, z) - log_q).sum(0),
                     _CLOSED_FORM_KL: m.decoder(z).log_prob(xs).mean(0)
@@ -99,7 +111,7 @@ def gaps_per_image(student_fn) -> CheckResult:
     """Exercise 06.2: student_fn(encoder_elbo (N,), refined_elbo (N,), log_px (N,)) ->
     (approximation gap, amortization gap), each (N,): log p(x) - refined ELBO, refined ELBO - encoder ELBO."""
 
-    def body():
+    def body(student_fn):
         g = torch.Generator().manual_seed(62)
         for n in (6, 1, 40):
             log_px = -16 - 3 * torch.rand(n, generator=g, dtype=torch.float64)

@@ -8,7 +8,10 @@ import torch
 from torch import nn
 
 from ..vae import VAE
-from ._core import CheckResult, ExerciseError, compare, copies, register_solutions, run_check
+from ._core import (
+    CheckResult, ExerciseError, compare, copies, mark_used_later, register_signatures, register_solutions,
+    run_check,
+)
 from .nb04 import compare_or_epsilon, epsilon_mistakes
 from .nb06 import _small_vae
 
@@ -41,6 +44,14 @@ SOLUTIONS = {
             "return torch.logsumexp(log_w, 0) - math.log(eps.shape[0])",
 }
 register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
+SIGNATURES = {
+    "07.1": "x (B, 64), logits (B, 64), mean (B, d), log_std (B, d) -> ()",
+    "07.2": "model (a VAE), x (N, 64), eps (S, N, d) -> (S, N, d)",
+    "07.3": "model (a VAE), x_batch (B, 64), optimizer (a torch optimizer) -> (a dict with \"loss\", a float)",
+    "07.4": "model (a VAE), x (N, 64), eps (K, N, d) -> (N,)",
+}
+register_signatures(SIGNATURES)
+mark_used_later("07.1", "07.2", "07.3")  # 07.4's function is not used by later cells
 
 _BCE_INSTEAD = ("work from the logits, which is exact: torch.nn.functional.binary_cross_entropy_with_logits, "
                 "torch.nn.functional.logsigmoid (log sigmoid(l), and logsigmoid(-l) = log(1 - sigmoid(l))), or "
@@ -69,7 +80,7 @@ def negative_elbo_loss(student_fn) -> CheckResult:
     """Exercise 07.1: student_fn(x (B, 64), logits (B, 64), mean (B, d), log_std (B, d)) -> a scalar,
     the training loss: minus the batch average of [sum_j log Bernoulli(x_j; sigmoid(logits_j)) - KL]."""
 
-    def body():
+    def body(student_fn):
         g = torch.Generator().manual_seed(71)
         for B, d in ((8, 3), (1, 2), (32, 20)):
             x = (torch.rand(B, 64, generator=g) < 0.3).double()
@@ -115,7 +126,7 @@ def encoder_sample(student_fn, model: VAE | None = None, x: torch.Tensor | None 
     """Exercise 07.2: student_fn(model, x (N, 64), eps (S, N, d)) -> z (S, N, d): a reparameterized draw from
     the encoder q_phi(z|x) = N(mu_phi(x), diag sigma_phi(x)^2), z = mu + sigma * eps, with gradients to phi."""
 
-    def body():
+    def body(student_fn):
         g = torch.Generator().manual_seed(72)
         cases = [] if model is None or x is None else [(model, x[:16])]
         cases += [(_small_vae(720 + i), (torch.rand(n, 64, generator=g) < 0.4).float()) for i, n in enumerate((5, 1))]
@@ -155,7 +166,7 @@ def importance_weighted_log_px(student_fn, model: VAE | None = None, x: torch.Te
     """Exercise 07.4: student_fn(model, x (N, 64), eps (K, N, d)) -> (N,), the importance-weighted estimate
     log (1/K) sum_k p(x, z_k) / q_phi(z_k|x) with z_k = mu_phi(x) + sigma_phi(x) * eps_k."""
 
-    def body():
+    def body(student_fn):
         g = torch.Generator().manual_seed(73)
         cases = [] if model is None or x is None else [(model, x[:8], 50)]
         cases += [(_small_vae(730 + i), (torch.rand(n, 64, generator=g) < 0.4).float(), k)
@@ -174,6 +185,9 @@ def importance_weighted_log_px(student_fn, model: VAE | None = None, x: torch.Te
                     "of the average weight, log (1/K) sum_k w_k (use torch.logsumexp, then subtract log K).": log_w.mean(0),
                     "you forgot to subtract log K: logsumexp gives log sum_k w_k, and the average divides by K.":
                         torch.logsumexp(log_w, 0),
+                    f"you divided by N = {xs.shape[0]}, the number of images, instead of K = {k}, the number of "
+                    "samples z_k per image (eps has shape (K, N, d)): subtract log K.":
+                        torch.logsumexp(log_w, 0) - math.log(xs.shape[0]),
                     "the weight is p(x, z) / q(z|x): subtract log q, do not add it.":
                         torch.logsumexp(m.joint_log_prob(xs, z) + q.log_prob(z), 0) - math.log(k),
                     "the weight uses the joint p(x, z) = p(z) p(x|z): the prior log p(z) is missing.":
@@ -189,11 +203,6 @@ def importance_weighted_log_px(student_fn, model: VAE | None = None, x: torch.Te
 
 
 _STEP_LR = 0.05  # the check drives the student's step with plain SGD: the update is -lr * the gradient used
-
-
-def _number(value):
-    """A returned float, or a tensor holding one (detached, so float() does not warn)."""
-    return value.detach() if isinstance(value, torch.Tensor) else value
 
 
 def _flat(tensors) -> torch.Tensor:
@@ -231,6 +240,54 @@ def _close(a: torch.Tensor, b: torch.Tensor, n_encoder: int, rtol: float = 1e-3)
     return True
 
 
+# The usual mistakes of a training step, each a change of the update it gives (the update is -lr times
+# sign * scale * (reconstruction part + KL part), plus the last step's gradient if .grad was not zeroed).
+_STEP_MISTAKES = {
+    "sign": "the loss has the wrong sign: you climbed the loss (descended the ELBO). The optimizer minimizes, so "
+            "the loss is MINUS the ELBO: loss = -(reconstruction - kl).",
+    "not zeroed": "the optimizer was not zeroed: the gradient left in .grad by the previous step was added to this "
+                  "one. Call optimizer.zero_grad() before loss.backward().",
+    "no kl": "the KL term is left out: the loss is -(reconstruction - KL); without the KL it is a plain autoencoder, "
+             "and q_phi(z|x) is no longer pulled towards p(z).",
+    "kl averaged over d": "the KL is averaged over the d latent coordinates: KL(q || p(z)) is a SUM over them "
+                          "(the 1-D KLs add up, as log-densities of independent coordinates do).",
+    "sample": "z was drawn with sample() instead of rsample(): sample() cuts the graph, so the encoder (phi) gets no "
+              "gradient from the reconstruction, only from the KL. Use q.rsample() (or mean + std * eps).",
+    "pixels averaged": "the reconstruction is averaged over the 64 pixels instead of summed: log p(x|z) is a SUM of "
+                       "the pixels' log-probabilities. Averaging divides it by 64 and weights the KL 64 times too much.",
+    "batch summed": "the loss is summed over the batch: average it over the images (.mean()), so that the step's "
+                    "size does not grow with the batch size.",
+}
+
+
+def _diagnose_step(update, ref, junk, n_encoder: int, batch: int, latent: int) -> str | None:
+    """The smallest set of the usual mistakes (``_STEP_MISTAKES``) whose update matches the student's, as one
+    message naming each of them; None if no combination of them explains it."""
+    import itertools
+
+    best = None
+    for sign, summed, sample, pixels, kl, zeroed in itertools.product(
+            (1, -1), (False, True), (False, True), (False, True), ("full", "none", "mean"), (True, False)):
+        if (summed and batch == 1) or (kl == "mean" and latent == 1):
+            continue  # indistinguishable from the right step
+        rec = ref["rec_detached"] if sample else ref["rec"]
+        kl_part = {"full": ref["kl"], "none": 0 * ref["kl"], "mean": ref["kl"] / latent}[kl]
+        wrong = -_STEP_LR * sign * (batch if summed else 1) * ((rec / 64 if pixels else rec) + kl_part)
+        if not zeroed:
+            wrong = wrong - _STEP_LR * junk
+        names = [n for n, on in (("sign", sign == -1), ("not zeroed", not zeroed), ("no kl", kl == "none"),
+                                 ("kl averaged over d", kl == "mean"), ("sample", sample),
+                                 ("pixels averaged", pixels), ("batch summed", summed)) if on]
+        if names and _close(update, wrong, n_encoder, rtol=1e-2) and (best is None or len(names) < len(best)):
+            best = names
+    if best is None:
+        return None
+    if len(best) == 1:
+        return _STEP_MISTAKES[best[0]]
+    return (f"{len(best)} mistakes at once (the update matches a step with all of them):\n"
+            + "\n".join(f"  - {_STEP_MISTAKES[n]}" for n in best))
+
+
 def training_step(student_fn, model: VAE | None = None, x: torch.Tensor | None = None) -> CheckResult:
     """Exercise 07.3: student_fn(model, x_batch (B, 64), optimizer) -> dict with "loss": one training step,
     loss = -(1/B) sum_b [log p(x_b | z_b) - KL(q_phi(z | x_b) || p(z))] with z_b = q_phi(z | x_b).rsample(),
@@ -241,11 +298,11 @@ def training_step(student_fn, model: VAE | None = None, x: torch.Tensor | None =
     ``rsample()`` draws known noise; it compares the parameter update with -lr * the reference gradient,
     and names the usual mistakes by the update they would give."""
 
-    def body():
+    def body(student_fn):
         with torch.random.fork_rng(devices=[]):  # the small models are made under torch.manual_seed
-            checked_body()
+            checked_body(student_fn)
 
-    def checked_body():
+    def checked_body(student_fn):
         g = torch.Generator().manual_seed(74)
         cases = [] if model is None or x is None else [(model, x[:64])]
         cases += [(_small_vae(740 + i), (torch.rand(n, 64, generator=g) < 0.4).float()) for i, n in enumerate((16, 3))]
@@ -271,42 +328,37 @@ def training_step(student_fn, model: VAE | None = None, x: torch.Tensor | None =
             ref = _reference_gradients(copy.deepcopy(m).train(), xs, seed)
             expected = -_STEP_LR * (ref["rec"] + ref["kl"])
             if float(update.abs().max()) == 0.0:
-                raise ExerciseError("the parameters did not move: after loss.backward(), call optimizer.step().")
+                if all(p.grad is None or float(p.grad.abs().max()) == 0.0 for p in params):
+                    raise ExerciseError("the parameters did not move, and their gradients are empty: optimizer.zero_grad() "
+                                        "ran after loss.backward() and before optimizer.step(), so the step had nothing "
+                                        "to apply. The order is zero_grad(), backward(), step().")
+                raise ExerciseError("the parameters did not move, although the gradients are there: after "
+                                    "loss.backward(), call optimizer.step().")
             if not _close(update, expected, n_encoder):
-                mistakes = {
-                    "the update goes the wrong way: you climbed the loss (or descended the ELBO). The optimizer "
-                    "minimizes, so the loss is MINUS the ELBO: loss = -(reconstruction - kl).": -expected,
-                    "the optimizer was not zeroed: the gradient left in .grad by the previous step was added to "
-                    "this one. Call optimizer.zero_grad() before loss.backward().":
-                        expected - _STEP_LR * _flat(junk),
-                    "the KL term is left out: the loss is -(reconstruction - KL); without the KL it is a plain "
-                    "autoencoder, and q_phi(z|x) is no longer pulled towards p(z).": -_STEP_LR * ref["rec"],
-                    "z was drawn with sample() instead of rsample(): sample() cuts the graph, so the encoder (phi) "
-                    "gets no gradient from the reconstruction, only from the KL. Use q.rsample() (or mean + std * eps).":
-                        -_STEP_LR * (ref["rec_detached"] + ref["kl"]),
-                    "the reconstruction is averaged over the 64 pixels instead of summed: log p(x|z) is a SUM of the "
-                    "pixels' log-probabilities. Averaging divides it by 64 and weights the KL 64 times too much.":
-                        -_STEP_LR * (ref["rec"] / 64 + ref["kl"]),
-                    "the optimizer was not zeroed, and the loss has the wrong sign.": -expected - _STEP_LR * _flat(junk),
-                }
-                for message, wrong in mistakes.items():
-                    if _close(update, wrong, n_encoder, rtol=1e-2):
-                        raise ExerciseError(message)
+                found = _diagnose_step(update, ref, _flat(junk), n_encoder, batch=xs.shape[0], latent=m.latent_dim)
+                if found:
+                    raise ExerciseError(found)
                 err = float((update - expected).norm() / expected.norm())
                 raise ExerciseError(
                     f"the parameter update differs from the reference step's by {err:.1%} (relative). The check seeds "
                     "torch before calling your function: draw z once per image with q.rsample() (or mean + std * "
                     "torch.randn_like(std)), with q = N(mean, diag std^2) from model.encoder.params(x_batch); use "
                     "only the optimizer you are given, one step.")
+            for key in ("loss", "elbo"):
+                if isinstance(out.get(key), torch.Tensor):
+                    raise ExerciseError(
+                        f"the update is right, but out[\"{key}\"] is a tensor: return a float, e.g. loss.item(). "
+                        "The training loop keeps every step's numbers, and a tensor that requires grad would keep "
+                        "the whole graph of its step alive with it.")
             try:
-                loss = float(_number(out["loss"]))
+                loss = float(out["loss"])
             except (TypeError, ValueError):
                 raise ExerciseError(f"out[\"loss\"] should be a number, got {type(out['loss']).__name__}") from None
             if not math.isclose(loss, ref["loss"], rel_tol=1e-4, abs_tol=1e-4):
                 raise ExerciseError(f"the update is right, but the returned loss is {loss:.6g}; the step's loss "
                                     f"-(reconstruction - KL), batch average, is {ref['loss']:.6g} nats per image.")
-            if "elbo" in out and not math.isclose(float(_number(out["elbo"])), -ref["loss"], rel_tol=1e-4, abs_tol=1e-4):
-                raise ExerciseError(f"out[\"elbo\"] is {float(_number(out['elbo'])):.6g}, but the batch ELBO is {-ref['loss']:.6g} "
+            if "elbo" in out and not math.isclose(float(out["elbo"]), -ref["loss"], rel_tol=1e-4, abs_tol=1e-4):
+                raise ExerciseError(f"out[\"elbo\"] is {float(out['elbo']):.6g}, but the batch ELBO is {-ref['loss']:.6g} "
                                     "(= minus the loss).")
 
     return run_check("Exercise 07.3 (one training step)", body, HINTS["07.3"], student_fn,
