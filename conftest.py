@@ -18,8 +18,8 @@ itself. Notebooks 01-05, whose checked outputs print floating-point results, run
 floating-point path (MKL's compatible code path, ATen without SIMD kernels), as another CPU
 would: a checked output that prints round-off fails here, not on a student's laptop.
 
-Parallel runs (pytest-xdist, `-n auto --dist loadfile` in pyproject.toml): the items of one file
-go to one worker, in order: a notebook's cells share one kernel; the browser tests share one
+Parallel runs (pytest-xdist, `-n auto --dist loadfile` in pyproject.toml, and pytest_xdist_make_scheduler
+below: the items of a SPLIT file are units of their own): the items of one file go to one worker, in order: a notebook's cells share one kernel; the browser tests share one
 JupyterLab server and one browser (two at once would cost more than they save on two cores); a
 test module's module-scoped fixtures (a briefly trained VAE, a loaded data set) are built once,
 not once per worker. The files are handed out in the order FIRST gives them.
@@ -30,15 +30,28 @@ import atexit
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "tests"))  # tests/patience.py, for the waits below and in the tests
+import patience  # noqa: E402
+
 if "PYTEST_XDIST_WORKER" not in os.environ:  # the main process: workers inherit what it sets here
     os.environ["VAE_LESSON_CACHE"] = _CACHE = tempfile.mkdtemp(prefix="vae-lesson-test-cache-")
     atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+    if patience.SLOWNESS_VARIABLE not in os.environ:  # once per run, before the workers load the machine
+        os.environ[patience.SLOWNESS_VARIABLE] = f"{patience.measure_slowness():.2f}"
+
+
+def pytest_report_header(config):
+    return (f"machine slowness {patience.slowness():.2f} (measured at the start; fixed waits are scaled by it, "
+            f"long waits last while the work makes progress, a hang fails after {patience.idle_limit():.0f} s "
+            "without any)")
 
 _OFFLINE = ROOT / "tests" / "offline"
 if str(_OFFLINE) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
@@ -69,8 +82,27 @@ def _rank(item) -> int:
     return next((i for i, prefix in enumerate(FIRST) if nodeid.startswith(prefix)), len(FIRST))
 
 
+# Files whose items are independent of each other and long (a whole notebook run each): each item is its
+# own unit for pytest-xdist (pytest_xdist_make_scheduler), so that two workers share them instead of one
+# worker taking them all.
+SPLIT = ("tests/test_exercise_routes.py",)
+
+
 def pytest_collection_modifyitems(config, items):
     items.sort(key=_rank)  # stable: the order inside a unit (a notebook's cells) is kept
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """pytest-xdist's scheduling by file (`--dist loadfile`: a notebook's cells share a kernel, a module its
+    fixtures), except that each item of a SPLIT file is a unit of its own."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileOrSplitItem(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return nodeid if path in SPLIT else path
+
+    return FileOrSplitItem(config, log)
 
 
 try:
@@ -81,6 +113,46 @@ except ImportError:  # nbval missing: requirements.txt installs it; the unit tes
 
 
 if IPyNbFile is not None:
+
+    class PatientKernel(RunningKernel):
+        """nbval's kernel, waiting for a cell's reply and outputs as long as the kernel makes progress
+        (its process tree uses CPU, or a message arrives), instead of nbval's fixed waits (5 s for the
+        outputs after the reply: a loaded machine trips it). A cell that makes no progress for
+        ``patience.idle_limit()`` seconds fails as a hang, naming the cell."""
+
+        current = "a cell"
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)  # nbval's start-up waits rely on short timeouts: patience after it
+            self.meter = patience.CpuMeter(self.km.provisioner.pid)
+            self.patient = True
+
+        def get_message(self, stream, timeout=None):
+            if not getattr(self, "patient", False):
+                return super().get_message(stream, timeout=timeout)
+            from queue import Empty
+
+            limit, level, last_move = patience.idle_limit(), self.meter.read(), time.monotonic()
+            while True:
+                try:
+                    return super().get_message(stream, timeout=1)
+                except Empty:
+                    if not self.is_alive():
+                        raise RuntimeError(f"{self.current}: the kernel died (out of memory?)") from None
+                    value = self.meter.read()
+                    if value >= level + 0.05:
+                        level, last_move = value, time.monotonic()
+                    elif time.monotonic() - last_move > limit:
+                        raise patience.Hang(
+                            f"{self.current}: no output and no CPU used by the kernel for {limit:.0f} s (the limit "
+                            f"on this machine, slowness {patience.slowness():.1f}): the cell looks hung") from None
+
+    class PatientCell(IPyNbCell):
+        """nbval's cell, telling the kernel which cell it runs (for a hang's message)."""
+
+        def runtest(self):
+            self.parent.kernel.current = f"{self.parent.path.name}, {self.name}"
+            return super().runtest()
 
     class FolderLeftClean(pytest.Item):
         """The notebook's temporary folder holds nothing but the notebook after both runs."""
@@ -103,8 +175,8 @@ if IPyNbFile is not None:
             for run in (1, 2):
                 for cell in cells:
                     name = cell.name if run == 1 else f"{cell.name}, run 2"
-                    yield IPyNbCell.from_parent(self, name=name, cell_num=cell.cell_num, cell=cell.cell,
-                                                options=cell.options)
+                    yield PatientCell.from_parent(self, name=name, cell_num=cell.cell_num, cell=cell.cell,
+                                                  options=cell.options)
             yield FolderLeftClean.from_parent(self, name="folder left clean")
 
         def setup(self):
@@ -119,7 +191,7 @@ if IPyNbFile is not None:
                 option = self.config.option
                 kernel_name = (CURRENT_ENV_KERNEL_NAME if option.nbval_current_env
                                else option.nbval_kernel_name or self.nb.metadata.get("kernelspec", {}).get("name", "python"))
-                self.kernel = RunningKernel(kernel_name, cwd=str(self.folder),
+                self.kernel = PatientKernel(kernel_name, cwd=str(self.folder),
                                             startup_timeout=option.nbval_kernel_startup_timeout)
             finally:
                 for name, value in saved.items():

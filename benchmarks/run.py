@@ -1,6 +1,7 @@
 """Benchmarks: how fast the course runs, how responsive its widgets are, and how good its VAE is.
 
     .venv/bin/python benchmarks/run.py                     # notebooks, widgets, explorer, vae, amortization, ablation
+    .venv/bin/python benchmarks/run.py --only suite,suite-loaded,first-start  # the test command, idle and busy
     .venv/bin/python benchmarks/run.py --only vae,widgets  # some sections
     .venv/bin/python benchmarks/run.py --install           # also time a fresh install (slow)
     .venv/bin/python benchmarks/run.py --readme            # and put the tables into README.md
@@ -11,6 +12,10 @@ Measures on the machine it runs on and writes ``benchmarks/results.json`` and
 - ``notebooks``: each notebook run top to bottom in a fresh kernel (nbclient, via
   tools/measure_notebooks.py): wall seconds and the kernel's peak memory (MiB). Models are
   trained from scratch (an empty $VAE_LESSON_CACHE), as on a student's first run.
+- ``suite``: the README's test command, ``python3 dev.py test``, as dev.py times it (wall time, CPU time, the
+  ten slowest items); ``suite-loaded``: the same with ``--load`` CPU-bound processes running alongside (a busy
+  laptop), which it must pass. ``first-start``: training the 2-D model from an empty cache in a fresh
+  process, idle and with ``--load`` busy processes (the README's "first start" times).
 - ``widgets``: every widget builder in vae_lesson.widgets, built as its notebook builds it; one
   update = set a control's value from Python and return when the callback has drawn (callbacks
   run synchronously); median and 95th percentile over ``--updates`` updates.
@@ -55,9 +60,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks"
-SECTIONS = ("notebooks", "widgets", "explorer", "vae", "amortization", "ablation", "install")
+SECTIONS = ("notebooks", "suite", "suite-loaded", "first-start", "widgets", "explorer", "vae", "amortization",
+            "ablation", "install")
 ABLATION_JSON = ROOT / "vae_lesson" / "ablation.json"
-TARGETS = {"notebook_s": 60.0, "early_notebook_s": 30.0, "collection_s": 240.0, "widget_median_ms": 30.0,
+TARGETS = {"notebook_s": 60.0, "early_notebook_s": 30.0, "collection_s": 240.0, "suite_s": 360.0, "widget_median_ms": 30.0,
            "widget_p95_ms": 100.0, "peak_mib": 1536.0, "latent_2d_logpx": -18.5, "frame_ms": 16.0}
 
 
@@ -94,6 +100,56 @@ def bench_notebooks() -> dict:
     out = {row["notebook"]: {"seconds": row["seconds"], "peak_mib": row["peak_rss_mib"]} for row in rows}
     for name, v in out.items():
         print(f"  {name}: {v['seconds']:.1f} s, {v['peak_mib']:.0f} MiB", flush=True)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# the test suite, and the first start of a model, on an idle and on a busy machine
+
+
+class CpuLoad:
+    """``n`` processes that each keep one core busy (a pure-Python loop), for as long as the block runs:
+    a laptop with a browser and a video call open, a shared CI machine."""
+
+    def __init__(self, n: int):
+        self.n, self.procs = n, []
+
+    def __enter__(self):
+        self.procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(self.n)]
+        return self
+
+    def __exit__(self, *exc):
+        for proc in self.procs:
+            proc.kill()
+            proc.wait()
+
+
+def bench_suite(load: int = 0) -> dict:
+    """The README's test command, ``python3 dev.py test``, timed by dev.py itself (its wall and CPU time and
+    ten slowest items, test-artifacts/test-run.json), with ``load`` CPU-bound processes running alongside."""
+    with CpuLoad(load):
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, str(ROOT / "dev.py"), "test", "-q"], cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+    run = json.loads((ROOT / "test-artifacts" / "test-run.json").read_text())
+    passed = next((line for line in reversed(proc.stdout.splitlines()) if " passed" in line or " failed" in line), "")
+    out = {**run, "load": load, "outcome": passed.strip("= ").strip(), "command_wall_s": round(wall, 1)}
+    print(f"  {out['wall_s']:.0f} s wall, {out['cpu_s']:.0f} s CPU, load {load}: {out['outcome']}", flush=True)
+    return out
+
+
+def bench_first_start(load: int = 2) -> dict:
+    """``vae.trained_vae('2d')`` from an empty model cache in a fresh process (the README's export command
+    and `python3 dev.py app` start so), on an idle machine and with ``load`` CPU-bound processes alongside;
+    the package chooses its own thread count for training (vae_lesson.seeding.training_threads)."""
+    code = "from vae_lesson import vae; vae.trained_vae('2d', progress=False)"
+    out = {"load": load}
+    for key, n in (("idle_s", 0), ("loaded_s", load)):
+        with tempfile.TemporaryDirectory(prefix="bench-first-") as tmp, CpuLoad(n):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "VAE_LESSON_CACHE": tmp})
+            out[key] = round(time.perf_counter() - start, 1)
+        print(f"  first start of the 2-D model, load {n}: {out[key]} s", flush=True)
     return out
 
 
@@ -556,6 +612,22 @@ def markdown(results: dict) -> str:
             lines.append(f"| {name} | {v['seconds']:.1f} | {v['peak_mib']:.0f} | < {limit:.0f} s, "
                          f"< {TARGETS['peak_mib']:.0f} MiB {ok(v['seconds'] < limit and v['peak_mib'] < TARGETS['peak_mib'])} |")
         lines.append(f"| **all** | **{total:.1f}** | | < {TARGETS['collection_s']:.0f} s {ok(total < TARGETS['collection_s'])} |")
+    suites = [(key, results[key]) for key in ("suite", "suite-loaded") if key in results]
+    if suites:
+        lines += ["", "| `python3 dev.py test` | wall s | CPU s | items | outcome | target |", "|---|---|---|---|---|---|"]
+        for key, v in suites:
+            what = "idle machine" if not v["load"] else f"{v['load']} CPU-bound processes alongside"
+            lines.append(f"| {what} | {v['wall_s']:.0f} | {v['cpu_s']:.0f} | {v['items']} | {v['outcome']} | "
+                         + (f"< {TARGETS['suite_s']:.0f} s {ok(v['wall_s'] < TARGETS['suite_s'])} |" if not v["load"] else "passes |"))
+        slowest = results["suite"]["slowest"] if "suite" in results else suites[0][1]["slowest"]
+        lines += ["", "Its ten slowest items (idle machine): " + "; ".join(
+            f"{s['item'].removeprefix('notebooks.').removeprefix('tests.')} {s['seconds']:.0f} s"
+            for s in slowest) + "."]
+    if "first-start" in results:
+        f = results["first-start"]
+        lines += ["", f"First start of the 2-D model (`vae.trained_vae('2d')` from an empty cache, a fresh process, as the "
+                      f"explorer export and `python3 dev.py app` start): {f['idle_s']:.0f} s on an idle machine, "
+                      f"{f['loaded_s']:.0f} s with {f['load']} CPU-bound processes alongside."]
     if "widgets" in results:
         lines += ["", "| widget update | median ms | p95 ms | continuous_update | target (30 / 100 ms) |", "|---|---|---|---|---|"]
         for name, v in results["widgets"].items():
@@ -628,6 +700,8 @@ def main(argv=None) -> None:
     parser.add_argument("--budget", type=float, default=20.0, help="training seconds for each VAE (default 20)")
     parser.add_argument("--seeds", type=int, default=1, help="repeat the VAE comparison with this many seeds")
     parser.add_argument("--updates", type=int, default=60, help="widget updates to time (default 60)")
+    parser.add_argument("--load", type=int, default=2,
+                        help="CPU-bound processes running alongside for suite-loaded and first-start (default 2)")
     parser.add_argument("--out", type=Path, default=OUT, help="folder for results.json and results.md")
     parser.add_argument("--readme", action="store_true",
                         help="also put the tables into README.md's Performance section (between its markers)")
@@ -641,7 +715,8 @@ def main(argv=None) -> None:
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}  # keep sections not re-run
     results["machine"] = machine()
-    runners = {"notebooks": bench_notebooks, "widgets": lambda: bench_widgets(args.updates),
+    runners = {"notebooks": bench_notebooks, "suite": bench_suite, "suite-loaded": lambda: bench_suite(args.load),
+               "first-start": lambda: bench_first_start(args.load), "widgets": lambda: bench_widgets(args.updates),
                "explorer": lambda: bench_explorer(results),
                "vae": lambda: bench_vae(args.budget, list(range(args.seeds))), "amortization": bench_amortization,
                "ablation": bench_ablation, "install": bench_install}

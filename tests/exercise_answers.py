@@ -171,18 +171,18 @@ def elbo_pca(x, W, b, log_sigma, q_mean, q_log_std):
     kl = 0.5 * (s2 + q_mean**2 - 1 - torch.log(s2 + 1e-12)).sum(dim=1)
     return recon - kl
 ''',
-        "one data point at a time": '''
+        "a loop over the latent coordinates": '''
 import math
 
 def elbo_pca(x, W, b, log_sigma, q_mean, q_log_std):
     sigma2 = torch.exp(2 * log_sigma)
-    rows = []
-    for i in range(x.shape[0]):
-        s2 = torch.exp(2 * q_log_std[i])
-        sq_error = ((x[i] - W @ q_mean[i] - b) ** 2).sum() + (s2 * (W**2).sum(0)).sum()
-        recon = -0.5 * x.shape[1] * torch.log(2 * math.pi * sigma2) - sq_error / (2 * sigma2)
-        rows.append(recon - 0.5 * (s2 + q_mean[i]**2 - 1 - 2 * q_log_std[i]).sum())
-    return torch.stack(rows)
+    sq_error = ((x - q_mean @ W.T - b) ** 2).sum(-1)
+    kl = torch.zeros(x.shape[0], dtype=x.dtype)
+    for j in range(W.shape[1]):  # one latent coordinate at a time: its spread term and its KL
+        s2_j = torch.exp(2 * q_log_std[:, j])
+        sq_error = sq_error + s2_j * (W[:, j] ** 2).sum()
+        kl = kl + 0.5 * (s2_j + q_mean[:, j] ** 2 - 1 - 2 * q_log_std[:, j])
+    return -0.5 * x.shape[1] * torch.log(2 * math.pi * sigma2) - sq_error / (2 * sigma2) - kl
 ''',
     },
     "05.1": {

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -24,19 +23,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(url: str, token: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
-    start = time.time()
-    while time.time() - start < timeout:
+def wait_for(url: str, token: str, proc: subprocess.Popen, log: Path) -> float:
+    """Wait until ``url`` answers 200 (with the token), as long as the server's process tree keeps working
+    (patience.wait_with_progress: it fails only when the server neither answers nor uses CPU for the idle
+    limit, or exits). Returns the seconds waited."""
+    import patience
+
+    meter = patience.CpuMeter(proc.pid)
+
+    def answered() -> bool:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with code {proc.returncode}; its log:\n{log.read_text()[-3000:]}")
         try:
             req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
-            with urllib.request.urlopen(req, timeout=2) as response:
-                if response.status == 200:
-                    return
+            with urllib.request.urlopen(req, timeout=patience.patient(5)) as response:
+                return response.status == 200
         except Exception:  # noqa: BLE001 - not up yet
-            time.sleep(0.3)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
+            return False
+
+    return patience.wait_with_progress(answered, meter.read, f"the server at {url} (log: {log})")
 
 
 def stop(proc: subprocess.Popen) -> None:

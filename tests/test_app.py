@@ -6,8 +6,7 @@ import ast
 from pathlib import Path
 
 import nbformat
-from conftest import current_env_kernel_manager
-from nbclient import NotebookClient
+import patience
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "apps" / "latent_explorer.ipynb"
@@ -25,9 +24,7 @@ def test_app_notebook_runs_and_its_widgets_respond():
         "print(model_2d.latent_dim, before != after, f\"({after['q_mean'][0]:.1f},\", after['n'],"
         " text != playground.label.value)")
     nb.cells.append(probe)
-    client = NotebookClient(nb, km=current_env_kernel_manager(), timeout=300,
-                            resources={"metadata": {"path": str(APP.parent)}})
-    client.execute()
+    patience.execute_notebook(nb, APP.parent)  # waits while the kernel works (it may train the 2-D model)
     out = "".join(o.get("text", "") for o in probe.outputs if o.output_type == "stream").split()
     assert out[:2] == ["2", "True"], out
     assert out[2].startswith("(") and int(out[3]) > 10 and out[-1] == "True", out

@@ -166,3 +166,32 @@ def test_percentile_is_the_nearest_rank(bench):
     assert bench.percentile(values, 0.95) == 95
     assert bench.percentile(values, 0.5) == 50
     assert bench.percentile([7.0], 0.95) == 7.0
+
+
+def test_markdown_reports_the_suite_idle_and_busy_and_the_first_start(bench):
+    """The test command's own timing (dev.py's test-artifacts/test-run.json) goes into the report beside the
+    notebooks: wall time against the 6-minute target, CPU time, the ten slowest items; the busy run must pass."""
+    slowest = [{"seconds": 40.0 - i, "item": f"notebooks.07_vae.ipynb::Cell {i}"} for i in range(10)]
+    base = {"items": 2300, "exit_code": 0, "cores": 2, "slowest": slowest}
+    results = {"machine": {"date": "2026-01-01 00:00 UTC", "cpu": "CPU", "cores": 2, "python": "3.11", "torch": "2.13.0",
+                           "torch_threads": 1},
+               "suite": {**base, "wall_s": 290.4, "cpu_s": 520.0, "load": 0, "outcome": "2300 passed in 288s"},
+               "suite-loaded": {**base, "wall_s": 601.0, "cpu_s": 560.0, "load": 2, "outcome": "2300 passed in 599s"},
+               "first-start": {"load": 2, "idle_s": 15.0, "loaded_s": 22.5}}
+    text = bench.markdown(results)
+    idle = next(ln for ln in text.splitlines() if ln.startswith("| idle machine"))
+    busy = next(ln for ln in text.splitlines() if ln.startswith("| 2 CPU-bound processes alongside"))
+    assert "| 290 | 520 | 2300 |" in idle and "< 360 s ✅" in idle
+    assert "| 601 |" in busy and "passes" in busy
+    assert "07_vae.ipynb::Cell 0 40 s" in text and "15 s on an idle machine, 22 s with 2 CPU-bound processes" in text
+    results["suite"]["wall_s"] = 400.0
+    assert "< 360 s ❌ missed" in bench.markdown(results)
+
+
+def test_cpu_load_runs_busy_processes_and_stops_them(bench):
+    import psutil
+
+    with bench.CpuLoad(2) as load:
+        pids = [p.pid for p in load.procs]
+        assert all(psutil.pid_exists(pid) for pid in pids)
+    assert all(p.poll() is not None for p in load.procs)

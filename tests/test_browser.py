@@ -28,6 +28,7 @@ import urllib.request
 from pathlib import Path
 
 import nbformat
+import patience
 import pytest
 from conftest import assert_student_run_went_through
 from servers import CHROMIUM, browser_unavailable, free_port, jupyter_env, stop, wait_for
@@ -43,6 +44,12 @@ CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--di
 if browser_unavailable():
     pytest.skip(browser_unavailable(), allow_module_level=True)
 from playwright import sync_api  # noqa: E402
+
+def ms(seconds: float) -> float:
+    """A Playwright timeout (milliseconds) for a wait of ``seconds`` on an idle machine, scaled to this one's
+    measured slowness (tests/patience.py): for the short waits, a widget redraw or a page's controls."""
+    return 1000 * patience.patient(seconds)
+
 
 BAD_TEXT = ("Traceback", "Error displaying widget", "model not found", "❌", "Exception")
 
@@ -77,7 +84,7 @@ def lab(workdir):
                                 cwd=notebooks, start_new_session=True)
     try:
         wait_for(f"http://127.0.0.1:{port}/api/status", token, proc, log)
-        yield {"url": f"http://127.0.0.1:{port}", "token": token, "root": notebooks}
+        yield {"url": f"http://127.0.0.1:{port}", "token": token, "root": notebooks, "pid": proc.pid}
     finally:
         stop(proc)
 
@@ -103,7 +110,7 @@ def context(browser):
 @pytest.fixture
 def page(context):
     page = context.new_page()
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(ms(30))
     yield page
     page.close()
 
@@ -113,9 +120,9 @@ def lab_page(lab, context):
     """One JupyterLab page for all the notebooks: loading JupyterLab costs Chromium about 8 s of CPU,
     so each notebook is opened in the running app (as from its file browser), not by a new page."""
     page = context.new_page()
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(ms(30))
     page.goto(f"{lab['url']}/lab?reset&token={lab['token']}")
-    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=60_000)
+    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=ms(60))
     page.evaluate("async () => { await window.jupyterapp.restored; }")
     yield page
     page.close()
@@ -129,9 +136,9 @@ def _open_notebook(page, name: str) -> None:
         const panel = app.shell.currentWidget;
         await panel.context.ready;
         await panel.sessionContext.ready; }""", name)
-    page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=ms(60))
     page.wait_for_function("() => (document.querySelector('#jp-main-statusbar') || {}).textContent?.includes('Idle')",
-                           timeout=60_000)
+                           timeout=ms(60))
 
 
 def _close_notebook(page) -> None:
@@ -149,7 +156,7 @@ def _shot(locator, name: str) -> Path:
     return path
 
 
-def _wait_changed(page, handle, attribute: str | None, old: str, timeout: float = 30_000) -> float:
+def _wait_changed(page, handle, attribute: str | None, old: str, timeout: float | None = None) -> float:
     """Wait until the element's attribute (or its text) differs from ``old``; returns the seconds taken."""
     start = time.perf_counter()
     if attribute is None:
@@ -219,16 +226,27 @@ def _output_area(page, needle: str):
     return cell.locator(".jp-OutputArea").first
 
 
-def _run_all(page, timeout_s: float) -> float:
+def _run_all(page, lab, name: str) -> float:
+    """Run All, then wait as long as the notebook makes progress: its kernel (in JupyterLab's process tree)
+    uses CPU or another cell finishes. A cell that hangs fails after the idle limit, named."""
     start = time.perf_counter()
     page.locator("#jp-menu-panel .lm-MenuBar-item", has_text="Run").first.click()
     page.locator(".lm-Menu-item", has_text="Run All Cells").first.click()
     page.wait_for_function("""() => { const cs = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell')];
         const p = cs[cs.length - 1].querySelector('.jp-InputPrompt'); return p && p.textContent.includes('*'); }""",
-                           timeout=30_000, polling=50)
-    page.wait_for_function("""() => { const ps = [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')];
-        return ps.length && ps.every(p => !p.textContent.includes('*')) && /\\d/.test(ps[ps.length - 1].textContent); }""",
-                           timeout=timeout_s * 1000, polling=200)
+                           timeout=ms(30), polling=50)
+    meter = patience.CpuMeter(lab["pid"])
+    prompts = "() => [...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPrompt')].map(p => p.textContent)"
+
+    def finished() -> bool:
+        texts = page.evaluate(prompts)
+        return bool(texts) and not any("*" in t for t in texts) and bool(re.search(r"\d", texts[-1]))
+
+    def progress() -> float:
+        done_cells = sum(1 for t in page.evaluate(prompts) if re.search(r"\d", t) and "*" not in t)
+        return meter.read() + done_cells
+
+    patience.wait_with_progress(finished, progress, f"Run All of {name} in JupyterLab")
     return time.perf_counter() - start
 
 
@@ -250,7 +268,7 @@ def test_notebook_runs_and_its_widget_responds_in_jupyterlab(name, lab, lab_page
 
 
 def _run_and_use_the_widget(page, lab, name, needle, act, control, expect):
-    seconds = _run_all(page, timeout_s=240)
+    seconds = _run_all(page, lab, name)
     problems = _problems(page)
     assert not problems, f"{name}: outputs show errors after Run All: {problems}"
     printed = "".join(page.evaluate("""() => [...document.querySelectorAll(
@@ -258,14 +276,14 @@ def _run_and_use_the_widget(page, lab, name, needle, act, control, expect):
     assert_student_run_went_through(nbformat.read(lab["root"] / name, as_version=4), printed)
     area = _output_area(page, needle)
     image = area.locator("img.widget-image").first
-    image.wait_for(state="visible", timeout=30_000)
+    image.wait_for(state="visible", timeout=ms(30))
     label = area.locator(".widget-html").last
     _shot(area, f"{name[:2]}_before")
     src, text = image.get_attribute("src"), label.inner_text()
     assert src and src.startswith("blob:"), f"{name}: the widget's image did not render ({src!r})"
     act(page, area, control)
     waited = _wait_changed(page, image.element_handle(), "src", src)
-    page.wait_for_function("([el, s]) => el.innerText !== s", arg=[label.element_handle(), text], timeout=10_000)
+    page.wait_for_function("([el, s]) => el.innerText !== s", arg=[label.element_handle(), text], timeout=ms(10))
     after = label.inner_text()
     _shot(area, f"{name[:2]}_after")
     if expect:
@@ -285,7 +303,7 @@ def _explorer_follows_the_pointer(page, root, name: str) -> list[float]:
     and moving the pointer over the map redraws the digit in the browser; returns the ms from each
     pointer move to the changed digit canvas (Playwright round trip included)."""
     latent_map, digit, readout = (root.locator(f'[data-testid="{t}"]') for t in ("latent-map", "digit", "readout"))
-    latent_map.wait_for(state="visible", timeout=60_000)
+    latent_map.wait_for(state="visible", timeout=ms(60))
     assert latent_map.get_attribute("aria-label") and readout.get_attribute("aria-live") == "polite"
     latent_map.scroll_into_view_if_needed()  # the pointer must reach it: in a notebook it may lie below the view
     box = latent_map.bounding_box()
@@ -295,9 +313,9 @@ def _explorer_follows_the_pointer(page, root, name: str) -> list[float]:
         start = time.perf_counter()
         page.mouse.move(round(box["x"] + box["width"] * (0.2 + 0.08 * k)), round(box["y"] + box["height"] * (0.3 + 0.05 * k)))
         page.wait_for_function("([el, s]) => el.toDataURL() !== s", arg=[digit.element_handle(), old],
-                               timeout=10_000, polling="raf")
+                               timeout=ms(10), polling="raf")
         latencies.append(time.perf_counter() - start)
-        page.wait_for_function("([el, s]) => el.innerText !== s", arg=[readout.element_handle(), text], timeout=10_000)
+        page.wait_for_function("([el, s]) => el.innerText !== s", arg=[readout.element_handle(), text], timeout=ms(10))
     _shot(root, f"{name}_explorer_after_pointer")
     return sorted(latencies)
 
@@ -316,8 +334,8 @@ def _latent_explorer_follows_the_pointer_and_the_kernel_overlay(page):
     box.fill("5")
     box.press("Enter")
     box.dispatch_event("change")
-    page.wait_for_function("([el, s]) => el.toDataURL() !== s", arg=[latent_map.element_handle(), old_map], timeout=30_000)
-    page.wait_for_function("([el, s]) => el.innerText !== s", arg=[readout.element_handle(), old_text], timeout=10_000)
+    page.wait_for_function("([el, s]) => el.toDataURL() !== s", arg=[latent_map.element_handle(), old_map], timeout=ms(30))
+    page.wait_for_function("([el, s]) => el.innerText !== s", arg=[readout.element_handle(), old_text], timeout=ms(10))
     assert re.search(r"#5\b", readout.inner_text()), readout.inner_text()  # z is now test digit #5's encoder mean
     assert not _problems(page), f"errors after picking a digit: {_problems(page)}"
     _shot(root, "07_explorer_overlay")
@@ -339,7 +357,7 @@ def app(workdir):
                                 cwd=ROOT, start_new_session=True)
     try:
         wait_for(f"http://127.0.0.1:{port}/voila/static/voila.js", token, proc, log)  # static: starts no kernel
-        yield {"url": f"http://127.0.0.1:{port}", "token": token, "log": log}
+        yield {"url": f"http://127.0.0.1:{port}", "token": token, "log": log, "pid": proc.pid}
     finally:
         stop(proc)
 
@@ -359,10 +377,34 @@ def test_app_needs_the_token(app):
         assert "login" in info.value.headers["Location"]
 
 
+def _first_page_rendered(app) -> None:
+    """Request the app's page once, outside the browser, and wait for it as long as Voila's process tree
+    works (it runs the app's notebook before answering: on a first start that trains the 2-D model, on a
+    busy machine for minutes). The model is then in the cache and the browser's own request is quick."""
+    import threading
+
+    result = {}
+
+    def fetch():
+        try:
+            req = urllib.request.Request(f"{app['url']}/?token={app['token']}")
+            with urllib.request.urlopen(req) as response:
+                result["status"] = response.status
+        except Exception as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    thread = threading.Thread(target=fetch, daemon=True)
+    thread.start()
+    meter = patience.CpuMeter(app["pid"])
+    patience.wait_with_progress(lambda: not thread.is_alive(), meter.read, f"Voila's first page (log: {app['log']})")
+    assert result.get("status") == 200, f"Voila's first page: {result} (log: {app['log']})"
+
+
 def test_app_latent_explorer_responds_to_the_pointer(app, page):
-    page.goto(f"{app['url']}/?token={app['token']}", timeout=180_000)  # Voila runs the app before it answers:
-    page.wait_for_selector(EXPLORER, timeout=120_000)  # the first start may train the model
-    page.wait_for_selector("img.widget-image", timeout=60_000)  # the playground
+    _first_page_rendered(app)  # Voila runs the app before it answers; the first start may train the model
+    page.goto(f"{app['url']}/?token={app['token']}", timeout=ms(60))
+    page.wait_for_selector(EXPLORER, timeout=ms(60))
+    page.wait_for_selector("img.widget-image", timeout=ms(60))  # the playground
     assert not any(bad in page.inner_text("body") for bad in BAD_TEXT)
     latencies = _explorer_follows_the_pointer(page, page.locator(EXPLORER).first, "app")
     # playground: the ELBO explorer below it
@@ -370,7 +412,7 @@ def test_app_latent_explorer_responds_to_the_pointer(app, page):
     label = playground.locator(".widget-html").last
     text = label.inner_text()
     _type_readout("1.5")(page, playground, "q std")
-    page.wait_for_function("([el, s]) => el.innerText !== s", arg=[label.element_handle(), text], timeout=10_000)
+    page.wait_for_function("([el, s]) => el.innerText !== s", arg=[label.element_handle(), text], timeout=ms(10))
     assert "1.50" in label.inner_text()
     _shot(playground, "app_playground_after")
     latencies.sort()

@@ -6,9 +6,9 @@ cell, the shapes it was given and must return, and the hint. All cases run in on
 import re
 
 import nbformat
+import patience
 import pytest
-from conftest import assert_no_check_source, check_source_lines, current_env_kernel_manager
-from nbclient import NotebookClient
+from conftest import assert_no_check_source, check_source_lines
 
 SETUP = """\
 import math
@@ -56,7 +56,7 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def executed():
+def executed(tmp_path_factory):
     nb = nbformat.v4.new_notebook()
     nb.cells.append(nbformat.v4.new_code_cell(SETUP))
     for _, student, check, _ in CASES:
@@ -66,7 +66,7 @@ def executed():
                                            'def kl_to_standard_normal(mean, std):\n'
                                            '    raise NotImplementedError("✏️ your code here")'),
                  nbformat.v4.new_code_cell("checks.kl_to_standard_normal(kl_to_standard_normal)")]
-    NotebookClient(nb, km=current_env_kernel_manager(), allow_errors=True, timeout=120).execute()
+    patience.execute_notebook(nb, tmp_path_factory.mktemp("feedback"), allow_errors=True)
     return nb
 
 

@@ -10,10 +10,9 @@ import shutil
 from pathlib import Path
 
 import nbformat
+import patience
 import pytest
-from conftest import current_env_kernel_manager
 from exercise_answers import ROUTES
-from nbclient import NotebookClient
 
 from vae_lesson import checks, student
 
@@ -67,8 +66,7 @@ def test_every_accepted_route_runs_the_notebook_to_the_end(path, tmp_path):
                 cell.source = ROUTES[key][names[r % len(names)]].strip() + "\n"
             nb.cells.append(cell)
     shutil.copy(path, tmp_path / path.name)  # the kernel's folder, as for a student who downloaded the notebook
-    NotebookClient(nb, km=current_env_kernel_manager(), timeout=600,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()  # raises at the first error
+    patience.execute_notebook(nb, tmp_path)  # raises at the first error; waits while the kernel works
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs
                       if o.output_type == "stream")
     assert printed.count("✅") == rounds * len(cells), printed[-3000:]

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import patience
 import pytest
 import torch
 from servers import CHROMIUM, browser_unavailable
@@ -114,7 +115,7 @@ def _drawn_is(pixels, probs) -> float:
 
 def _wait_frame(page, frames_before):
     page.wait_for_function("(n) => window.__vaeExplorers[0].frames > n", arg=frames_before, polling="raf",
-                           timeout=10_000)
+                           timeout=1000 * patience.patient(10))
 
 
 def test_html_file_works_offline_and_draws_the_models_digit_under_the_pointer(exported, models, open_page):

@@ -235,3 +235,38 @@ def test_rejects_bad_log_weights():
         lg.log_mean_exp_with_se(torch.zeros(3, 2))
     with pytest.raises(ValueError, match="NaN"):
         lg.log_mean_exp_with_se(torch.tensor([0.0, float("nan")]))
+
+
+# ----------------------------------------------------------------------------------------------
+# The decoder's work on a fixed grid, done once for many images (the posterior explorer)
+
+def test_decoded_grid_is_the_posterior_grid(x_test):
+    """DecodedGrid(model).grid_for(x) = posterior_grid(model, x) on the same grid (a matrix-vector
+    product instead of n^2 decoder passes), up to float32 round-off, for several digits."""
+    model = tiny(3)
+    decoded = lg.DecodedGrid(model, lim=4.0, n=31)
+    for i in (0, 7, 19):
+        a, b = decoded.grid_for(x_test[i]), lg.posterior_grid(model, x_test[i], lim=4.0, n=31)
+        assert torch.equal(a.z1, b.z1) and a.cell_area == pytest.approx(b.cell_area)
+        torch.testing.assert_close(a.log_joint, b.log_joint, rtol=0, atol=1e-4)
+        assert a.log_px == pytest.approx(b.log_px, abs=1e-5)
+
+
+def test_zoomed_grid_with_a_decoded_coarse_grid_is_the_same(x_test):
+    model, x = tiny(4), x_test[11]
+    q = (torch.tensor([0.3, -0.2]), torch.tensor([0.4, 0.5]))
+    c1, f1 = lg.zoomed_posterior_grid(model, x, covering=[q], n=41)
+    c2, f2 = lg.zoomed_posterior_grid(model, x, covering=[q], n=41, decoded=lg.DecodedGrid(model))
+    assert torch.allclose(f1.z1, f2.z1) and torch.allclose(f1.z2, f2.z2)
+    assert f1.log_px == pytest.approx(f2.log_px, abs=1e-6) and c1.log_px == pytest.approx(c2.log_px, abs=1e-5)
+
+
+def test_shown_window_holds_the_posterior_and_the_qs(x_test):
+    model, x = tiny(5), x_test[2]
+    q = (torch.tensor([2.5, -2.0]), torch.tensor([0.1, 0.2]))
+    _, grid = lg.zoomed_posterior_grid(model, x, covering=[q], n=41)
+    lo, hi = lg.shown_window(grid, [q])
+    assert float((hi - lo)[0]) == pytest.approx(float((hi - lo)[1]))  # a square
+    assert bool((lo <= q[0] - 3.5 * q[1]).all() and (hi >= q[0] + 3.5 * q[1]).all())
+    centre, half = (lo + hi) / 2, float(hi[0] - lo[0]) / 2
+    assert grid.mass_outside(centre, half) < 1e-3

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import patience
 import pytest
 from nbgrader.api import Gradebook  # pinned in requirements.txt: `python3 dev.py test` installs it
 
@@ -41,7 +42,8 @@ def _env():
 def nbgrader(course: Path, *args: str) -> str:
     """Run nbgrader in the course folder as the README says (its nbgrader_config.py sets the rest)."""
     proc = subprocess.run([str(BIN / "nbgrader"), *args], cwd=course,
-                          env=_env(), capture_output=True, text=True, timeout=600)
+                          env=_env(), capture_output=True, text=True,
+                          timeout=patience.patient(600))  # a hang, not a slow machine (three autograded runs)
     assert proc.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc.stdout + proc.stderr
 
@@ -69,7 +71,8 @@ def _submit(course: Path, student: str, answers: dict[str, str]) -> None:
 def course(tmp_path_factory):
     course = tmp_path_factory.mktemp("course")
     proc = subprocess.run([sys.executable, str(ROOT / "tools" / "nbgrader_course.py"), str(course),
-                           "--only", ASSIGNMENT], capture_output=True, text=True, env=_env(), timeout=120)
+                           "--only", ASSIGNMENT], capture_output=True, text=True, env=_env(),
+                          timeout=patience.patient(120))
     assert proc.returncode == 0, proc.stderr
     nbgrader(course, "generate_assignment", ASSIGNMENT)
     solutions = _solutions()

@@ -322,3 +322,34 @@ def test_plate_diagram_makes_its_own_axis_when_given_none():
     fig = plt.gcf()
     assert len(fig.axes) == 1 and not fig.axes[0].axison
     assert nodes["theta"][0] < nodes["phi"][0] < nodes["z"][0]
+
+
+def test_text_stamps_paste_dark_ink_at_the_anchor_and_only_there():
+    stamps = plots.TextStamps(7, dpi=80)
+    rgba = np.full((60, 100, 4), 255, dtype=np.uint8)
+    stamps.paste(rgba, "-1.6", x=50, y=40, ha="center", va="top")  # display y is up: row 60 - 40 = 20
+    ink = np.argwhere(rgba[..., 0] < 128)
+    assert len(ink) > 10
+    rows, cols = ink[:, 0], ink[:, 1]
+    width = stamps.alpha("-1.6").shape[1]
+    assert rows.min() >= 20 and rows.max() < 20 + stamps.alpha("-1.6").shape[0]
+    assert abs((cols.min() + cols.max()) / 2 - 50) <= 2 and cols.max() - cols.min() <= width
+    assert (rgba[..., 3] == 255).all()  # alpha untouched
+    stamps.paste(rgba, "8", x=-50, y=500)  # off the frame: nothing, no error
+    assert stamps.alpha("8") is stamps.alpha("8")  # rendered once
+
+
+def test_posterior_figure_redraws_the_window_and_its_ticks():
+    """Two frames of plots.PosteriorFigure: the density, contours and q's move with the window, the pasted
+    tick labels change with it, and the frame has the full draw's size."""
+    fig = plots.PosteriorFigure(["q one", "q two"])
+    z = torch.linspace(-1, 1, 41, dtype=torch.float64)
+    dens = torch.exp(-0.5 * (z[:, None] ** 2 + z[None, :] ** 2) / 0.1)
+    qs = [(torch.tensor([0.1, 0.0]), torch.tensor([0.2, 0.3])), (torch.tensor([0.0, 0.0]), torch.tensor([0.3, 0.3]))]
+    x = torch.zeros(64)
+    a = fig.png(x, z, z, dens, [0.5, 1.0, 2.0], qs, (torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0])))
+    b = fig.png(x, z + 3, z - 2, dens, [0.5, 1.0, 2.0], qs, (torch.tensor([2.0, -3.0]), torch.tensor([4.0, -1.0])))
+    ia, ib = (np.asarray(PIL.Image.open(io.BytesIO(p))) for p in (a, b))
+    assert ia.shape == ib.shape and ia.shape[:2] == (240, 880)
+    assert (ia != ib).any()
+    assert (ia[..., :3] < 100).sum() > 500  # ink: contours, ellipses, ticks

@@ -81,3 +81,53 @@ def test_bad_seed(seed):
 def test_bad_threads(threads):
     with pytest.raises(ValueError, match="threads"):
         seed_everything(0, threads=threads)
+
+
+# --- the package's training chooses its own thread count ------------------------------------------
+
+def _fit_seen_threads(monkeypatch=None):
+    from vae_lesson import training
+
+    model = torch.nn.Linear(2, 1)
+    seen = []
+
+    def loss(step):
+        seen.append(torch.get_num_threads())
+        return model(torch.ones(1, 2)).pow(2).sum()
+
+    training.fit(model, loss, n_steps=3, progress=False)
+    return seen
+
+
+def test_training_runs_single_threaded_whatever_the_caller_set():
+    """A script or an app that never called seed_everything leaves torch at its default (several threads):
+    fit, train_vae, refine and fit_encoder set one thread for their work and put the caller's back."""
+    from vae_lesson import vae
+
+    torch.set_num_threads(2)
+    try:
+        assert set(_fit_seen_threads()) == {1}
+        assert torch.get_num_threads() == 2  # restored
+        model = vae.VAE(latent_dim=2, hidden=8, layers=1)
+        x = (torch.rand(4, 64) < 0.5).float()
+        seen = []
+        model.decoder.register_forward_hook(lambda *_: seen.append(torch.get_num_threads()))
+        vae.refine(model, x, n_steps=2, eval_samples=2)
+        assert set(seen) == {1} and torch.get_num_threads() == 2
+        for name in ("train_vae", "refine", "fit_encoder"):  # each decorated with with_training_threads
+            assert getattr(vae, name).__wrapped__ is not None
+    finally:
+        torch.set_num_threads(1)
+
+
+def test_the_thread_count_can_be_set_and_is_checked(monkeypatch):
+    from vae_lesson import seeding
+
+    monkeypatch.setenv("VAE_LESSON_THREADS", "2")
+    assert set(_fit_seen_threads()) == {2}
+    monkeypatch.setenv("VAE_LESSON_THREADS", "zero")
+    with pytest.raises(ValueError, match="VAE_LESSON_THREADS must be a positive integer"):
+        seeding.training_thread_count()
+    monkeypatch.setenv("VAE_LESSON_THREADS", "0")
+    with pytest.raises(ValueError, match="positive integer"):
+        seeding.training_thread_count()

@@ -4,10 +4,10 @@ import ast
 from pathlib import Path
 
 import nbformat
+import patience
 import pytest
-from conftest import assert_student_run_went_through, current_env_kernel_manager
+from conftest import assert_student_run_went_through
 from servers import browser_unavailable
-from nbclient import NotebookClient
 
 from vae_lesson import student
 
@@ -72,8 +72,7 @@ def test_no_solution_leaks(student_dir, path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_student_notebook_runs_to_the_end(student_dir, path):
     nb = nbformat.read(student_dir / path.name, as_version=4)
-    km = current_env_kernel_manager()
-    NotebookClient(nb, km=km, timeout=300, resources={"metadata": {"path": str(student_dir)}}).execute()
+    patience.execute_notebook(nb, student_dir)
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert_student_run_went_through(nb, "".join(o.get("text", "") for o in outputs if o.output_type == "stream"))

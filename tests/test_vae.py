@@ -988,3 +988,21 @@ def test_fit_encoder_rejects_bad_input_clearly(kwargs, match):
 def test_fit_encoder_needs_a_vae():
     with pytest.raises(ValueError, match="model must be a vae.VAE"):
         vae_mod.fit_encoder(torch.nn.Linear(2, 2), torch.rand(4, 64))
+
+
+def test_refine_with_one_seed_per_image_refines_each_as_its_own_call(binary):
+    """A batch refined with seed=[s_0, ..., s_N-1] gives image i what refine(x[i:i+1], seed=s_i) gives
+    (the posterior explorer refines every test digit at once that way), up to batched round-off."""
+    torch.manual_seed(0)
+    model = VAE(latent_dim=2, hidden=16, layers=1).eval()
+    x, seeds = binary.x_test[:5], [7, 3, 11, 0, 42]
+    together = refine(model, x, n_steps=30, lr=0.01, eval_samples=20, seed=seeds)
+    for i, s in enumerate(seeds):
+        alone = refine(model, x[i:i + 1], n_steps=30, lr=0.01, eval_samples=20, seed=s)
+        torch.testing.assert_close(together.mean[i:i + 1], alone.mean, rtol=0, atol=1e-5)
+        torch.testing.assert_close(together.log_std[i:i + 1], alone.log_std, rtol=0, atol=1e-5)
+        torch.testing.assert_close(together.eval_eps[:, i:i + 1], alone.eval_eps, rtol=0, atol=0)
+    shared = refine(model, x, n_steps=30, lr=0.01, eval_samples=20, seed=7)  # one seed: another noise stream
+    assert not torch.allclose(shared.mean[1:], together.mean[1:])
+    with pytest.raises(ValueError, match="one integer per image"):
+        refine(model, x, n_steps=3, seed=[1, 2])

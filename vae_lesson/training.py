@@ -8,6 +8,7 @@ from typing import Callable, Mapping, Union
 import torch
 from tqdm.auto import tqdm
 
+from .seeding import with_training_threads
 from .validation import check_positive_int
 
 LossOutput = Union[torch.Tensor, Mapping[str, torch.Tensor]]
@@ -37,6 +38,7 @@ def _as_terms(out: LossOutput) -> dict[str, torch.Tensor]:
     )
 
 
+@with_training_threads
 def fit(
     model: torch.nn.Module,
     loss_fn: Callable[[int], LossOutput],

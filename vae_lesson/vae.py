@@ -18,7 +18,7 @@ import math
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import distributions as D
@@ -27,6 +27,7 @@ from torch import nn
 from .data import N_PIXELS
 from .estimators import log_marginal_importance
 from .objectives import Estimate, kl_to_standard_normal
+from .seeding import with_training_threads
 from .validation import as_tensor, check_binary, check_finite, check_ndim, check_positive_int
 
 ACTIVATIONS = {"silu": nn.SiLU, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -327,6 +328,7 @@ def evaluate_elbo(model: VAE, x, n_samples: int = 1, seed: int = 0) -> dict[str,
     return {name: float(getattr(terms, name).mean()) for name in ("elbo", "reconstruction", "kl")}
 
 
+@with_training_threads
 def train_vae(recipe: Recipe, grey_train: torch.Tensor, x_test: torch.Tensor | None = None,
               x_train_binary: torch.Tensor | None = None, eval_every: int = 250,
               time_budget: float | None = None, progress: bool = True,
@@ -442,14 +444,18 @@ def elbo_draws_of_q(model: VAE, x: torch.Tensor, mean: torch.Tensor, log_std: to
     return torch.cat(out)
 
 
+@with_training_threads
 def refine(model: VAE, x, n_steps: int = 200, lr: float = 0.005, n_samples: int = 8,
-           record_at: list[int] | None = None, eval_samples: int = 200, seed: int = 0) -> Refinement:
+           record_at: list[int] | None = None, eval_samples: int = 200, seed: int | Sequence[int] = 0) -> Refinement:
     """Per-datapoint refinement: start at the encoder's phi(x) = (mu, log sigma) and take ``n_steps``
     Adam steps on each image's own ELBO (``n_samples`` fresh draws per step), decoder fixed.
 
     Adam works coordinate-wise and the images' ELBOs share no parameters, so refining a batch of
     N images together is exactly N separate optimizations, done at once. The ELBO is measured
     (with ``eval_samples`` fixed draws, the same at every step) at the steps in ``record_at``.
+    ``seed``: one seed for the batch's noise, or one seed per image (N of them): image i then gets
+    the noise that ``refine(model, x[i:i+1], ..., seed=seed[i])`` would draw, so a batch refines each
+    image as its own call would (up to the round-off of batched arithmetic).
     """
     x = model.check_x(x)
     if isinstance(n_steps, bool) or not isinstance(n_steps, int) or n_steps < 0:
@@ -459,11 +465,23 @@ def refine(model: VAE, x, n_steps: int = 200, lr: float = 0.005, n_samples: int 
     record = sorted(set(record_at if record_at is not None else [0, n_steps]) | {0, n_steps})
     if record[0] < 0 or record[-1] > n_steps:
         raise ValueError(f"record_at must lie in [0, n_steps={n_steps}], got {record_at}")
-    generator = torch.Generator().manual_seed(seed)
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        generators = [torch.Generator().manual_seed(seed)]
+    else:
+        seeds = list(seed)
+        if len(seeds) != x.shape[0] or not all(isinstance(v, int) and not isinstance(v, bool) for v in seeds):
+            raise ValueError(f"seed must be an integer or one integer per image ({x.shape[0]}), got {seed!r}")
+        generators = [torch.Generator().manual_seed(v) for v in seeds]
+
+    def noise(samples: int) -> torch.Tensor:  # (samples, N, d)
+        if len(generators) == 1:
+            return torch.randn((samples, *mean.shape), generator=generators[0])
+        return torch.cat([torch.randn((samples, 1, mean.shape[1]), generator=g) for g in generators], 1)
+
     with torch.no_grad():
         mean, log_std = model.encoder.params(x)
     mean, log_std = mean.clone().requires_grad_(True), log_std.clone().requires_grad_(True)
-    eval_eps = torch.randn((eval_samples, *mean.shape), generator=generator)
+    eval_eps = noise(eval_samples)
     optimizer = torch.optim.Adam([mean, log_std], lr=lr)
     flags = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():  # theta (and the encoder) stay fixed
@@ -476,7 +494,7 @@ def refine(model: VAE, x, n_steps: int = 200, lr: float = 0.005, n_samples: int 
                     elbos.append(elbo_draws_of_q(model, x, mean, log_std, eval_eps).mean(0))
             if step == n_steps:
                 break
-            eps = torch.randn((n_samples, *mean.shape), generator=generator)
+            eps = noise(n_samples)
             loss = -elbo_of_q(model, x, mean, log_std, eps).sum()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -487,6 +505,7 @@ def refine(model: VAE, x, n_steps: int = 200, lr: float = 0.005, n_samples: int 
     return Refinement(mean.detach(), log_std.detach(), record, torch.stack(elbos), eval_eps)
 
 
+@with_training_threads
 def fit_encoder(model: VAE, grey_train, n_steps: int = 600, lr: float = 0.02, batch_size: int = 128,
                 threshold_jitter: float = 0.2, seed: int = 0) -> Encoder:
     """Amortized inference for a FIXED decoder (the form of the CS236 notes): a fresh encoder f_phi

@@ -697,18 +697,21 @@ def interpolation_explorer(model, images: torch.Tensor, labels: torch.Tensor, n_
 
 
 def posterior_explorer(model, images: torch.Tensor, labels: torch.Tensor, first: int = 0,
-                       refine_steps: int = 100, lr: float = 0.01, n: int = 81, n_samples: int = 5000) -> WidgetParts:
+                       refine_steps: int = 100, lr: float = 0.01, n: int = 41, n_samples: int = 5000) -> WidgetParts:
     """The true posterior p(z | x) of a 2-D VAE for a chosen test digit, computed on a grid
-    (``latent_grid.zoomed_posterior_grid``), beside the encoder's q_phi(z | x) and a refined q
-    (``vae.refine``, ``refine_steps`` Adam steps, seed = the digit's index), each with
-    KL(q || p(z | x)) on the grid; the label gives log p(x) three ways (grid, importance-weighted
-    with K = ``n_samples``, and the ELBO bounds).
+    (``latent_grid.zoomed_posterior_grid``, an n x n grid where p(z | x) and the q's live), beside the
+    encoder's q_phi(z | x) and a refined q (``vae.refine``, ``refine_steps`` Adam steps, seed = the
+    digit's index), each with KL(q || p(z | x)) on the grid; the label gives log p(x) three ways (grid,
+    importance-weighted with K = ``n_samples`` draws from q_phi(z | x), and the ELBO bounds).
 
-    images (N, 64) binary, labels (N,). The first visit to a digit computes everything (under a
-    second of CPU, mostly the refinement and the drawing); the picture and the numbers are
-    cached, so going back to a digit redraws at once. Where the importance-weighted estimate falls
-    more than 3 standard errors below the grid's, the label says so: q_phi(z | x), its proposal,
-    misses part of p(z | x) (a digit whose posterior has two regions of mass, for instance).
+    images (N, 64) binary, labels (N,). What can be done once is done when the widget is built: the
+    refinement of every digit (one batched ``vae.refine``, each digit with the noise its own call
+    would draw) and the decoder on the coarse grid that finds where p(z | x) lives
+    (``latent_grid.DecodedGrid``). A new digit then costs its fine grid (n^2 decoder passes), its
+    K-sample estimate and a blitted picture (``plots.PosteriorFigure``): tens of milliseconds. A digit
+    seen before is redrawn from its cached picture. Where the importance-weighted estimate falls more
+    than 3 standard errors below the grid's, the label says so: q_phi(z | x), its proposal, misses
+    part of p(z | x) (a digit whose posterior has two regions of mass, for instance).
     """
     from . import latent_grid as lg
     from .vae import refine
@@ -721,6 +724,13 @@ def posterior_explorer(model, images: torch.Tensor, labels: torch.Tensor, first:
     if not (isinstance(first, int) and 0 <= first < len(images)):
         raise ValueError(f"first must be a test digit's index in [0, {len(images) - 1}], got {first!r}")
     check_positive_int(refine_steps, "refine_steps")
+    images = model.check_x(images)
+    with torch.no_grad():
+        enc_mean, enc_log_std = model.encoder.params(images)
+    refined = refine(model, images, n_steps=refine_steps, lr=lr, eval_samples=50, seed=list(range(len(images))))
+    decoded = lg.DecodedGrid(model)  # the coarse grid's decoder passes, shared by every digit
+    names = ("encoder q_phi(z|x)", "refined q")
+    picture = plots.PosteriorFigure(names)
     digit = widgets.BoundedIntText(value=first, min=0, max=len(images) - 1, description="test digit #")
     image = widgets.Image(format="png", layout=widgets.Layout(width="880px", max_width="100%", height="auto"))
     label = widgets.HTML()
@@ -729,20 +739,13 @@ def posterior_explorer(model, images: torch.Tensor, labels: torch.Tensor, first:
 
     def compute(i: int) -> dict:
         x = images[i]
-        with torch.no_grad():
-            mean, log_std = model.encoder.params(model.check_x(x))
-        refined = refine(model, x[None], n_steps=refine_steps, lr=lr, eval_samples=50, seed=i)
-        qs = {"encoder q_phi(z|x)": (mean[0], log_std[0].exp()),
-              "refined q": (refined.mean[0], refined.log_std[0].exp())}
-        coarse, grid = lg.zoomed_posterior_grid(model, x, covering=list(qs.values()), n=n)
+        qs = {names[0]: (enc_mean[i], enc_log_std[i].exp()), names[1]: (refined.mean[i], refined.log_std[i].exp())}
+        coarse, grid = lg.zoomed_posterior_grid(model, x, covering=list(qs.values()), n=n, decoded=decoded)
         iw = lg.importance_log_px(model, x, n_samples=n_samples, seed=0)
-        fig = plt.Figure(figsize=(11, 3.0))
-        axes = fig.subplots(1, 4, gridspec_kw={"width_ratios": [0.6, 1, 1, 1]})
-        lg.draw_posterior_panels(axes, grid, x, qs)
-        axes[0].set_title(f"test digit #{i} (a {int(labels[i])})", fontsize=9)
-        fig.subplots_adjust(left=0.03, right=0.99, bottom=0.16, top=0.84, wspace=0.3)
-        return {"png": plots.figure_to_png(fig, tight=False, close=False), "log_px_grid": grid.log_px,
-                "log_px_iw": float(iw.value), "iw_se": float(iw.std_error),
+        post = grid.log_posterior
+        png = picture.png(x, grid.z1, grid.z2, post.exp(), lg.mass_levels(post), list(qs.values()),
+                          lg.shown_window(grid, list(qs.values())))
+        return {"png": png, "log_px_grid": grid.log_px, "log_px_iw": float(iw.value), "iw_se": float(iw.std_error),
                 "elbo": {k: lg.elbo_on_grid(grid, *q) for k, q in qs.items()},
                 "kl": {k: lg.kl_on_grid(grid, *q) for k, q in qs.items()},
                 "border_mass": max(coarse.border_mass, grid.border_mass), "qs": qs}
