@@ -51,6 +51,7 @@ import json
 import math
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -132,8 +133,10 @@ def bench_suite(load: int = 0) -> dict:
         proc = subprocess.run([sys.executable, str(ROOT / "dev.py"), "test", "-q"], cwd=ROOT, capture_output=True, text=True)
         wall = time.perf_counter() - start
     run = json.loads((ROOT / "test-artifacts" / "test-run.json").read_text())
-    passed = next((line for line in reversed(proc.stdout.splitlines()) if " passed" in line or " failed" in line), "")
-    out = {**run, "load": load, "outcome": passed.strip("= ").strip(), "command_wall_s": round(wall, 1)}
+    summary = next((line.strip("= ").strip() for line in reversed(proc.stdout.splitlines())
+                    if re.match(r"^=*\s*\d+ (passed|failed)", line)), "")  # pytest's last line
+    outcome = "passed" if run["exit_code"] == 0 else f"failed (exit code {run['exit_code']})"
+    out = {**run, "load": load, "outcome": outcome, "pytest": summary, "command_wall_s": round(wall, 1)}
     print(f"  {out['wall_s']:.0f} s wall, {out['cpu_s']:.0f} s CPU, load {load}: {out['outcome']}", flush=True)
     return out
 
@@ -602,6 +605,9 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}, torch {m['torch']} "
              f"({m['torch_threads']} thread{'s' if m['torch_threads'] != 1 else ''} for training)."]
+    earlier = {k: v for k, v in results.get("measured", {}).items() if v != m["date"] and k in results}
+    if earlier:  # sections kept from an earlier run (maybe another machine): say when
+        lines[0] += " Kept from earlier runs: " + ", ".join(f"{k} ({v})" for k, v in sorted(earlier.items())) + "."
     ok = lambda good: "✅" if good else "❌ missed"  # noqa: E731
     if "notebooks" in results:
         nbs = results["notebooks"]

@@ -186,6 +186,8 @@ def test_markdown_reports_the_suite_idle_and_busy_and_the_first_start(bench):
     assert "07_vae.ipynb::Cell 0 40 s" in text and "15 s on an idle machine, 22 s with 2 CPU-bound processes" in text
     results["suite"]["wall_s"] = 400.0
     assert "< 360 s ❌ missed" in bench.markdown(results)
+    results["measured"] = {"suite": "2026-01-01 00:00 UTC", "first-start": "2025-12-31 09:00 UTC"}
+    assert "Kept from earlier runs: first-start (2025-12-31 09:00 UTC)." in bench.markdown(results)
 
 
 def test_cpu_load_runs_busy_processes_and_stops_them(bench):
