@@ -69,8 +69,8 @@ class PipProgress:
         if self.installed:
             return f"installed {self.installed} packages"
         if self.installing:
-            return f"collected {self.collected} packages; installing {self.installing} of them (unpacking, the longest part)"
-        return f"collected {self.collected} packages" + (f"; downloading {self.downloading}" if self.downloading else "")
+            return f"collected {self.collected} requirements; installing {self.installing} packages (unpacking, the longest part)"
+        return f"collected {self.collected} requirements" + (f"; downloading {self.downloading}" if self.downloading else "")
 
 
 def run_stage(number: int, total: int, what: str, cmd: list, log=None) -> None:

@@ -105,9 +105,9 @@ def test_pip_progress_follows_pips_lines(dev):
     for line in PIP_LINES.splitlines():
         if progress.feed(line):
             shown.append(progress.line())
-    assert shown[0] == "collected 1 packages"
-    assert shown[1] == "collected 1 packages; downloading torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl 180.2 MB"
-    assert "collected 3 packages; installing 2 of them" in shown[-2]
+    assert shown[0] == "collected 1 requirements"
+    assert shown[1] == "collected 1 requirements; downloading torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl 180.2 MB"
+    assert "collected 3 requirements; installing 2 packages" in shown[-2]
     assert shown[-1] == "installed 2 packages"
 
 
