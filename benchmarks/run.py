@@ -14,8 +14,9 @@ Measures on the machine it runs on and writes ``benchmarks/results.json`` and
   trained from scratch (an empty $VAE_LESSON_CACHE), as on a student's first run.
 - ``suite``: the README's test command, ``python3 dev.py test``, as dev.py times it (wall time, CPU time, the
   ten slowest items); ``suite-loaded``: the same with ``--load`` CPU-bound processes running alongside (a busy
-  laptop), which it must pass. ``first-start``: training the 2-D model from an empty cache in a fresh
-  process, idle and with ``--load`` busy processes (the README's "first start" times).
+  laptop), which it must pass. ``first-start``: training each of the course's models from an empty cache
+  in a fresh process, idle and with ``--load`` busy processes. ``notebooks-warm``: the notebooks with the
+  models already cached. These give the run times the course states (tools/sync_times.py).
 - ``widgets``: every widget builder in vae_lesson.widgets, built as its notebook builds it; one
   update = set a control's value from Python and return when the callback has drawn (callbacks
   run synchronously); median and 95th percentile over ``--updates`` updates.
@@ -61,7 +62,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks"
-SECTIONS = ("notebooks", "suite", "suite-loaded", "first-start", "widgets", "explorer", "vae", "amortization",
+SECTIONS = ("notebooks", "notebooks-warm", "suite", "suite-loaded", "first-start", "widgets", "explorer", "vae", "amortization",
             "ablation", "install")
 ABLATION_JSON = ROOT / "vae_lesson" / "ablation.json"
 TARGETS = {"notebook_s": 60.0, "early_notebook_s": 30.0, "collection_s": 240.0, "suite_s": 360.0, "widget_median_ms": 30.0,
@@ -89,11 +90,15 @@ def machine() -> dict:
 # notebooks
 
 
-def bench_notebooks() -> dict:
+def bench_notebooks(warm: bool = False) -> dict:
     """Run tools/measure_notebooks.py in a fresh process: a kernel's peak RSS (ru_maxrss) carries over
-    from the process that starts it, so the starter must be small, not this one after training."""
+    from the process that starts it, so the starter must be small, not this one after training.
+    ``warm``: the course's models are trained into the cache first, as on a student's second run."""
     with tempfile.TemporaryDirectory(prefix="bench-nb-") as tmp:
         env = {**os.environ, "VAE_LESSON_CACHE": str(Path(tmp) / "cache")}  # trained from scratch, as on a first run
+        if warm:
+            subprocess.run([sys.executable, "-c", "from vae_lesson import vae\nfor n in vae.RECIPES: vae.trained_vae(n, progress=False)"],
+                           check=True, env=env, cwd=ROOT)
         subprocess.run([sys.executable, str(ROOT / "tools" / "measure_notebooks.py"), "--no-server",
                         "--json", str(Path(tmp) / "measures.json")], check=True, env=env, cwd=ROOT)
         rows = json.loads((Path(tmp) / "measures.json").read_text())
@@ -142,17 +147,24 @@ def bench_suite(load: int = 0) -> dict:
 
 
 def bench_first_start(load: int = 2) -> dict:
-    """``vae.trained_vae('2d')`` from an empty model cache in a fresh process (the README's export command
-    and `python3 dev.py app` start so), on an idle machine and with ``load`` CPU-bound processes alongside;
-    the package chooses its own thread count for training (vae_lesson.seeding.training_threads)."""
-    code = "from vae_lesson import vae; vae.trained_vae('2d', progress=False)"
-    out = {"load": load}
-    for key, n in (("idle_s", 0), ("loaded_s", load)):
-        with tempfile.TemporaryDirectory(prefix="bench-first-") as tmp, CpuLoad(n):
-            start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "VAE_LESSON_CACHE": tmp})
-            out[key] = round(time.perf_counter() - start, 1)
-        print(f"  first start of the 2-D model, load {n}: {out[key]} s", flush=True)
+    """``vae.trained_vae(name)`` from an empty model cache in a fresh process, for each of the course's
+    models (the README's export command and `python3 dev.py app` start so with "2d"; notebook 06 with
+    "course"; notebook 07 with "2d-ae"), on an idle machine and with ``load`` CPU-bound processes
+    alongside; the package chooses its own thread count for training (vae_lesson.seeding.training_threads).
+    These are the "train:NAME" times of tools/sync_times.py."""
+    from vae_lesson.vae import RECIPES
+
+    out = {"load": load, "models": {}}
+    for name in RECIPES:
+        code = f"from vae_lesson import vae; vae.trained_vae({name!r}, progress=False)"
+        row = {}
+        for key, n in (("idle_s", 0), ("loaded_s", load)):
+            with tempfile.TemporaryDirectory(prefix="bench-first-") as tmp, CpuLoad(n):
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env={**os.environ, "VAE_LESSON_CACHE": tmp})
+                row[key] = round(time.perf_counter() - start, 1)
+            print(f"  first start of {name!r}, load {n}: {row[key]} s", flush=True)
+        out["models"][name] = row
     return out
 
 
@@ -629,11 +641,17 @@ def markdown(results: dict) -> str:
         lines += ["", "Its ten slowest items (idle machine): " + "; ".join(
             f"{s['item'].removeprefix('notebooks.').removeprefix('tests.')} {s['seconds']:.0f} s"
             for s in slowest) + "."]
+    if "notebooks-warm" in results:
+        warm = results["notebooks-warm"]
+        lines += ["", "With the course's models already in the cache (a student's second run): "
+                  + ", ".join(f"{name[:2]} {v['seconds']:.1f} s" for name, v in warm.items())
+                  + f"; all {sum(v['seconds'] for v in warm.values()):.1f} s."]
     if "first-start" in results:
         f = results["first-start"]
-        lines += ["", f"First start of the 2-D model (`vae.trained_vae('2d')` from an empty cache, a fresh process, as the "
-                      f"explorer export and `python3 dev.py app` start): {f['idle_s']:.0f} s on an idle machine, "
-                      f"{f['loaded_s']:.0f} s with {f['load']} CPU-bound processes alongside."]
+        rows = f.get("models", {"2d": {"idle_s": f.get("idle_s"), "loaded_s": f.get("loaded_s")}})
+        lines += ["", f"First start of each model (`vae.trained_vae(name)` from an empty cache, a fresh process; idle, "
+                      f"and with {f['load']} CPU-bound processes alongside): "
+                  + "; ".join(f"'{name}' {r['idle_s']:.0f} s and {r['loaded_s']:.0f} s" for name, r in rows.items()) + "."]
     if "widgets" in results:
         lines += ["", "| widget update | median ms | p95 ms | continuous_update | target (30 / 100 ms) |", "|---|---|---|---|---|"]
         for name, v in results["widgets"].items():
@@ -721,7 +739,7 @@ def main(argv=None) -> None:
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}  # keep sections not re-run
     results["machine"] = machine()
-    runners = {"notebooks": bench_notebooks, "suite": bench_suite, "suite-loaded": lambda: bench_suite(args.load),
+    runners = {"notebooks": bench_notebooks, "notebooks-warm": lambda: bench_notebooks(warm=True), "suite": bench_suite, "suite-loaded": lambda: bench_suite(args.load),
                "first-start": lambda: bench_first_start(args.load), "widgets": lambda: bench_widgets(args.updates),
                "explorer": lambda: bench_explorer(results),
                "vae": lambda: bench_vae(args.budget, list(range(args.seeds))), "amortization": bench_amortization,

@@ -177,13 +177,14 @@ def test_markdown_reports_the_suite_idle_and_busy_and_the_first_start(bench):
                            "torch_threads": 1},
                "suite": {**base, "wall_s": 290.4, "cpu_s": 520.0, "load": 0, "outcome": "2300 passed in 288s"},
                "suite-loaded": {**base, "wall_s": 601.0, "cpu_s": 560.0, "load": 2, "outcome": "2300 passed in 599s"},
-               "first-start": {"load": 2, "idle_s": 15.0, "loaded_s": 22.5}}
+               "first-start": {"load": 2, "models": {"2d": {"idle_s": 15.0, "loaded_s": 22.5},
+                                                      "course": {"idle_s": 20.0, "loaded_s": 31.0}}}}
     text = bench.markdown(results)
     idle = next(ln for ln in text.splitlines() if ln.startswith("| idle machine"))
     busy = next(ln for ln in text.splitlines() if ln.startswith("| 2 CPU-bound processes alongside"))
     assert "| 290 | 520 | 2300 |" in idle and "< 360 s ✅" in idle
     assert "| 601 |" in busy and "passes" in busy
-    assert "07_vae.ipynb::Cell 0 40 s" in text and "15 s on an idle machine, 22 s with 2 CPU-bound processes" in text
+    assert "07_vae.ipynb::Cell 0 40 s" in text and "'2d' 15 s and 22 s; 'course' 20 s and 31 s." in text
     results["suite"]["wall_s"] = 400.0
     assert "< 360 s ❌ missed" in bench.markdown(results)
     results["measured"] = {"suite": "2026-01-01 00:00 UTC", "first-start": "2025-12-31 09:00 UTC"}

@@ -261,7 +261,7 @@ def _elbo_no_return(log_joint, q, n):
 
 ELBO_MISTAKES = [
     ("forgot -log q", _elbo_forgot_log_q, "entropy"),
-    ("forgot -log q (what to do)", _elbo_forgot_log_q, "subtract log q(z_s)"),
+    ("forgot -log q (what to do)", _elbo_forgot_log_q, "subtract log q(z_k)"),
     ("sign", lambda lj, q, n: -elbo_right(lj, q, n), "sign is wrong"),
     ("shifted samples", _elbo_shifted, "standard errors from the exact"),
     ("samples from the prior", _elbo_from_prior, "Are the samples drawn from q"),

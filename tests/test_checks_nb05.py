@@ -227,7 +227,7 @@ def b_off_by_one(f_values):
 
 @pytest.mark.parametrize("wrong, phrase", [
     (b_plain_mean, "itself"),
-    (b_divide_by_S, "divide by S - 1"),
+    (b_divide_by_S, "divide by K - 1"),
     (b_sum_of_others, "sum of the other samples"),
     (b_zero, "baseline: values differ"),
     (b_scalar, "reduced everything to one number"),

@@ -217,7 +217,7 @@ def elbo_fresh_noise(model, x, mean, log_std, eps):
     (elbo_no_entropy, "you left out - log q(z)"),
     (elbo_no_prior, "you left out the prior log p(z)"),
     (elbo_log_std_as_std_clamped, "log_std is the log of the standard deviation"),
-    (elbo_sum_over_samples, "average over the S samples (axis 0), do not sum them"),
+    (elbo_sum_over_samples, "average over the K samples (axis 0), do not sum them"),
     (elbo_per_sample, "expected shape (5,), got shape (3, 5). There is one axis too many"),
     (elbo_scalar, "You reduced everything to one number"),
     (elbo_negative, "the sign is wrong"),

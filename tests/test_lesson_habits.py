@@ -84,3 +84,61 @@ def test_the_lints_catch_what_they_claim():
     assert reference_problems(_nb("## 1. A", "## Summary")) != []
     cells = _nb(f"text {PREDICT} what?", "print(1)", f"text {PREDICT} and?", f"text more")
     assert predict_first_questions(cells) == [0]
+
+
+# --- a lesson that fits its time: every section marked core or optional, with its minutes -------------
+
+MARK = re.compile(r"^## (\d+)\. .* · (core|optional) · (\d+) min\s*$")
+TIME_LINE = re.compile(r"\*\*Time:\*\* core about (\d+) min · optional about (\d+) min")
+CORE_PER_NOTEBOOK, LABS_MINUTES = 45, 3 * 120
+
+
+def section_marks(cells) -> tuple[list[tuple[str, str, int]], list[str]]:
+    """([(section number, core/optional, minutes)], problems) from the notebook's "## N." headings."""
+    marks, problems = [], []
+    for c in cells:
+        if c.cell_type != "markdown":
+            continue
+        for line in c.source.splitlines():
+            if re.match(r"^## \d+\. ", line):
+                m = MARK.match(line)
+                if m:
+                    marks.append((m.group(1), m.group(2), int(m.group(3))))
+                else:
+                    problems.append(f"section heading without ' · core · N min' or ' · optional · N min': {line[:80]!r}")
+    return marks, problems
+
+
+def time_problems(cells) -> list[str]:
+    marks, problems = section_marks(cells)
+    core = sum(m for _, kind, m in marks if kind == "core")
+    optional = sum(m for _, kind, m in marks if kind == "optional")
+    stated = TIME_LINE.search(cells[0].source)
+    if not stated:
+        problems.append("the first cell must say '**Time:** core about N min · optional about M min'")
+    elif (int(stated.group(1)), int(stated.group(2))) != (core, optional):
+        problems.append(f"the first cell says core {stated.group(1)} / optional {stated.group(2)} min, the sections add "
+                        f"up to {core} / {optional}")
+    if core > CORE_PER_NOTEBOOK:
+        problems.append(f"the core takes {core} min, more than the {CORE_PER_NOTEBOOK} a notebook has in a lab")
+    return problems
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_sections_are_marked_and_the_core_fits_45_minutes(path):
+    assert not time_problems(_cells(path)), time_problems(_cells(path))
+
+
+def test_the_whole_core_fits_three_two_hour_labs():
+    total = sum(m for p in NOTEBOOKS for _, kind, m in section_marks(_cells(p))[0] if kind == "core")
+    assert 0 < total <= LABS_MINUTES, total
+
+
+def test_the_time_lint_catches_what_it_claims():
+    first = nbformat.v4.new_markdown_cell("# 99 · x\n\n**Time:** core about 50 min · optional about 10 min")
+    cells = [first, nbformat.v4.new_markdown_cell("## 1. A (0:00) · core · 50 min\n\n## 2. B · optional · 10 min"),
+             nbformat.v4.new_markdown_cell("## 3. C (1:00)")]
+    problems = time_problems(cells)
+    assert any("without ' · core" in p for p in problems) and any("more than the 45" in p for p in problems)
+    first.source = first.source.replace("core about 50", "core about 40")
+    assert any("add up to 50 / 10" in p for p in time_problems(cells))

@@ -297,9 +297,9 @@ class BernoulliMixture(FiniteMixture):
         check_positive_int(n_samples, "n_samples")
         joint, x, mask = self._joint_observed(x, observed)
         post = torch.softmax(joint, dim=-1)  # (N, C)
-        k = torch.multinomial(post, n_samples, replacement=True, generator=generator).T  # (S, N)
+        k = torch.multinomial(post, n_samples, replacement=True, generator=generator).T  # (K, N)
         u = torch.rand(n_samples, *x.shape, generator=generator, dtype=self.dtype)
-        bits = (u < self.probs[k]).to(self.dtype)  # (S, N, P)
+        bits = (u < self.probs[k]).to(self.dtype)  # (K, N, P)
         return torch.where(mask, x, bits)
 
 

@@ -1,7 +1,7 @@
 """Gradients of expectations, d/dphi E_{q(z; phi)}[f(z)] (Lecture 6, 58:50 to 1:10:00).
 
 The distribution we sample from depends on phi, so we cannot simply differentiate a Monte Carlo
-average. Two unbiased estimators, each returned here as its S single-sample estimates (so that
+average. Two unbiased estimators, each returned here as its K single-sample estimates (so that
 their mean and their variance can both be measured):
 
 - score function (REINFORCE):  grad = E_q[(f(z) - b) grad_phi log q(z; phi)], any baseline b not
@@ -41,7 +41,7 @@ def _check(mean, std, n_samples):
 
 def leave_one_out(fz: torch.Tensor, group_size: int | None = None) -> torch.Tensor:
     """f minus, for each sample, the mean of f over the other samples of its group (consecutive
-    groups of ``group_size``; all samples by default): the baseline b_s does not depend on z_s."""
+    groups of ``group_size``; all samples by default): the baseline b_k does not depend on z_k."""
     group_size = fz.shape[0] if group_size is None else group_size
     groups = fz.reshape(-1, group_size)
     return (groups - (groups.sum(1, keepdim=True) - groups) / (group_size - 1)).reshape(fz.shape)
@@ -51,15 +51,15 @@ def score_function_samples(
     f: Callable[[torch.Tensor], torch.Tensor], mean, std, n_samples: int, baseline: str | None = None,
     generator: torch.Generator | None = None, group_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """S single-sample score-function estimates of d/dmean and d/dstd of E_{N(mean, diag std^2)}[f(z)].
+    """K single-sample score-function estimates of d/dmean and d/dstd of E_{N(mean, diag std^2)}[f(z)].
 
-    z_s ~ q (no gradient flows through the sample), then
-        estimate_s = (f(z_s) - b_s) * grad_phi log q(z_s; phi),
-    with b_s = 0 (baseline=None) or b_s = the mean of f over the other S - 1 samples
-    ("leave_one_out", which keeps each estimate unbiased). f maps (S, d) to (S,). With
+    z_k ~ q (no gradient flows through the sample), then
+        estimate_k = (f(z_k) - b_k) * grad_phi log q(z_k; phi),
+    with b_k = 0 (baseline=None) or b_k = the mean of f over the other K - 1 samples
+    ("leave_one_out", which keeps each estimate unbiased). f maps (K, d) to (K,). With
     ``group_size`` the baseline uses only the other samples of the same consecutive group, as if
-    S / group_size independent estimators of group_size samples each were run.
-    Returns (grad_mean (S, d), grad_std (S, d)).
+    K / group_size independent estimators of group_size samples each were run.
+    Returns (grad_mean (K, d), grad_std (K, d)).
     """
     mean, std = _check(mean, std, n_samples)
     if baseline not in BASELINES:
@@ -85,11 +85,11 @@ def pathwise_samples(
     f: Callable[[torch.Tensor], torch.Tensor], mean, std, n_samples: int,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """S single-sample pathwise estimates of d/dmean and d/dstd of E_{N(mean, diag std^2)}[f(z)].
+    """K single-sample pathwise estimates of d/dmean and d/dstd of E_{N(mean, diag std^2)}[f(z)].
 
-    eps_s ~ N(0, I), z_s = mean + std * eps_s (what ``Normal.rsample`` computes), and
-        estimate_s = grad_phi f(mean + std * eps_s).
-    f maps (S, d) to (S,) and must be differentiable. Returns (grad_mean (S, d), grad_std (S, d)).
+    eps_k ~ N(0, I), z_k = mean + std * eps_k (what ``Normal.rsample`` computes), and
+        estimate_k = grad_phi f(mean + std * eps_k).
+    f maps (K, d) to (K,) and must be differentiable. Returns (grad_mean (K, d), grad_std (K, d)).
     """
     mean, std = _check(mean, std, n_samples)
     eps = torch.randn(n_samples, mean.shape[0], generator=generator, dtype=mean.dtype)
@@ -98,7 +98,7 @@ def pathwise_samples(
 
 
 def summarize(estimates: torch.Tensor, exact: torch.Tensor | None = None) -> dict:
-    """Mean, standard error, per-sample variance of S single-sample estimates (S, ...), and the
+    """Mean, standard error, per-sample variance of K single-sample estimates (K, ...), and the
     distance of the mean from ``exact`` in standard errors when given."""
     n = estimates.shape[0]
     mean, var = estimates.mean(0), estimates.var(0)
@@ -111,7 +111,7 @@ def summarize(estimates: torch.Tensor, exact: torch.Tensor | None = None) -> dic
 # --- discrete latents (1:07:45) -------------------------------------------------------------
 
 def categorical_exact_gradient(values, logits) -> torch.Tensor:
-    """d/dlogits E_{k ~ Categorical(softmax(logits))}[values_k], by enumerating the K outcomes."""
+    """d/dlogits E_{c ~ Categorical(softmax(logits))}[values_c], by enumerating the C outcomes."""
     logits = as_tensor(logits, "logits").detach().requires_grad_(True)
     expectation = torch.softmax(logits, -1) @ as_tensor(values, "values").to(logits.dtype)
     return torch.autograd.grad(expectation, logits)[0]
@@ -119,8 +119,8 @@ def categorical_exact_gradient(values, logits) -> torch.Tensor:
 
 def categorical_score_samples(values, logits, n_samples: int, baseline: str | None = None,
                               group_size: int | None = None, generator: torch.Generator | None = None):
-    """(S, K) single-sample REINFORCE estimates of d/dlogits E[values_k], k ~ Categorical(logits):
-    (values_k - b) * grad log p(k) = (values_k - b) * (onehot(k) - softmax(logits))."""
+    """(K, C) single-sample REINFORCE estimates of d/dlogits E[values_c], c ~ Categorical(logits):
+    (values_c - b) * grad log p(c) = (values_c - b) * (onehot(c) - softmax(logits))."""
     values, logits = as_tensor(values, "values"), as_tensor(logits, "logits")
     check_positive_int(n_samples, "n_samples")
     group_size = n_samples if group_size is None else group_size
@@ -138,7 +138,7 @@ def categorical_score_samples(values, logits, n_samples: int, baseline: str | No
 
 
 def gumbel_softmax_samples(values, logits, temperature: float, n_samples: int) -> torch.Tensor:
-    """(S, K) single-sample pathwise estimates of d/dlogits E[y . values] with
+    """(K, C) single-sample pathwise estimates of d/dlogits E[y . values] with
     y ~ RelaxedOneHotCategorical(temperature, logits) (Gumbel-softmax / Concrete), using its
     ``rsample``. A biased estimate of the categorical gradient: the relaxed y is a point inside the
     simplex, not a one-hot vector; the bias vanishes as temperature -> 0 while the variance grows."""
@@ -162,7 +162,7 @@ def fit_gaussian_q(log_joint: Callable[[torch.Tensor], torch.Tensor], latent_dim
     """Maximize ELBO(q) = E_q[log p(x, z) - log q(z)] over q = N(m, diag s^2) by Adam, with
     gradients from the ``estimator``: "pathwise" (rsample, then autograd through z) or "score"
     (sample, then (f - b) grad log q with a leave-one-out baseline, f = log p(x, z) - log q(z)).
-    log_joint maps z (S, d) to log p(x, z) (S,). Returns the (m, log s) after every step, (n_steps, 2, d)."""
+    log_joint maps z (K, d) to log p(x, z) (K,). Returns the (m, log s) after every step, (n_steps, 2, d)."""
     if estimator not in ("pathwise", "score"):
         raise ValueError(f"estimator must be 'pathwise' or 'score', got {estimator!r}")
     check_positive_int(n_steps, "n_steps")

@@ -19,15 +19,15 @@ from .validation import check_positive_int
 
 
 def log_q(samples: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
-    """(S,): log q(x_top; phi) = sum_j [x_j log phi_j + (1 - x_j) log(1 - phi_j)], with 0 log 0 = 0,
-    so phi_j of exactly 0 or 1 is allowed. samples (S, M) in {0, 1}, phi (M,)."""
+    """(K,): log q(x_top; phi) = sum_j [x_j log phi_j + (1 - x_j) log(1 - phi_j)], with 0 log 0 = 0,
+    so phi_j of exactly 0 or 1 is allowed. samples (K, M) in {0, 1}, phi (M,)."""
     on = torch.where(samples > 0, torch.log(phi), torch.zeros((), dtype=phi.dtype))
     off = torch.where(samples > 0, torch.zeros((), dtype=phi.dtype), torch.log1p(-phi))
     return (on + off).sum(-1)
 
 
 def fill_missing(x: torch.Tensor, observed: torch.Tensor, top: torch.Tensor) -> torch.Tensor:
-    """Images (S, P) equal to x (P,) on the observed pixels and to ``top`` (S, M) on the missing ones."""
+    """Images (K, P) equal to x (P,) on the observed pixels and to ``top`` (K, M) on the missing ones."""
     full = x.expand(top.shape[0], -1).clone()
     full[:, ~observed] = top.to(full.dtype)
     return full
@@ -55,7 +55,7 @@ def elbo_missing(model, x, observed, phi, n_samples: int = 2000, uniforms: torch
     """ELBO(phi) = E_q[log p(x_top, x_bottom) - log q(x_top; phi)] by Monte Carlo, with its standard error.
 
     x (P,) one binary image, observed (P,) bool, phi (M,) for the M hidden pixels. x_top ~ q is
-    drawn as (u < phi) from ``uniforms`` (S, M) if given: fixed uniforms make the estimate a
+    drawn as (u < phi) from ``uniforms`` (K, M) if given: fixed uniforms make the estimate a
     smooth function of phi (common random numbers), which the widget uses.
     """
     phi = torch.as_tensor(phi, dtype=torch.float32)
@@ -71,19 +71,19 @@ def optimize_phi(model, x, observed, n_steps: int = 300, n_samples: int = 64, lr
     """Gradient ascent on ELBO(phi) for one image, phi = sigmoid(eta) (eta: the logit, free to move in R), starting at phi = 0.5.
 
     z = x_top is discrete, so there is no reparameterization (notebook 05). The gradient is the
-    score-function (REINFORCE) estimator with a leave-one-out baseline b_s, for S = n_samples
-    samples x_top_s ~ q(.; phi), each of shape (M,):
-        grad_eta ELBO ~= (1/S) sum_s (f_s - b_s) grad_eta log q(x_top_s; phi),   grad_eta log q = x_top_s - phi,
-        f_s = log p(x_top_s, x_bottom) - log q(x_top_s),  b_s = mean of the other S - 1 values of f,
-    unbiased because E_q[grad log q] = 0 and b_s does not depend on x_top_s. Each step hands minus
+    score-function (REINFORCE) estimator with a leave-one-out baseline b_k, for K = n_samples
+    samples x_top_k ~ q(.; phi), each of shape (M,):
+        grad_eta ELBO ~= (1/K) sum_k (f_k - b_k) grad_eta log q(x_top_k; phi),   grad_eta log q = x_top_k - phi,
+        f_k = log p(x_top_k, x_bottom) - log q(x_top_k),  b_k = mean of the other K - 1 values of f,
+    unbiased because E_q[grad log q] = 0 and b_k does not depend on x_top_k. Each step hands minus
     this estimate to Adam as eta's gradient (Adam minimizes). Notebook 04 writes the same loop.
-    Returns (phi (M,), history: the ELBO estimate mean_s f_s at every step).
+    Returns (phi (M,), history: the ELBO estimate mean_s f_k at every step).
     """
     M = _check_image(x, observed)
     check_positive_int(n_steps, "n_steps")
     if n_samples < 2:
         raise ValueError("n_samples must be >= 2 for the leave-one-out baseline")
-    S = n_samples
+    K = n_samples
     g = torch.Generator().manual_seed(seed)
     eta = torch.zeros(M, requires_grad=True)  # phi = sigmoid(eta) = 0.5
     opt = torch.optim.Adam([eta], lr=lr)
@@ -91,9 +91,9 @@ def optimize_phi(model, x, observed, n_steps: int = 300, n_samples: int = 64, lr
     for _ in range(n_steps):
         with torch.no_grad():
             phi = torch.sigmoid(eta)
-            top = (torch.rand(S, M, generator=g) < phi).to(torch.float32)  # x_top ~ q(.; phi)
+            top = (torch.rand(K, M, generator=g) < phi).to(torch.float32)  # x_top ~ q(.; phi)
             f = model.log_marginal(fill_missing(x, observed, top)) - log_q(top, phi)
-            b = (f.sum() - f) / (S - 1)  # leave-one-out baseline
+            b = (f.sum() - f) / (K - 1)  # leave-one-out baseline
             grad = ((f - b)[:, None] * (top - phi)).mean(0)  # score function
         opt.zero_grad()
         eta.grad = -grad.to(eta.dtype)  # ascent on the ELBO = descent on -ELBO

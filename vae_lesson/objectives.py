@@ -20,7 +20,7 @@ from .validation import as_tensor, check_finite, check_positive, check_positive_
 
 @dataclass(frozen=True)
 class Estimate:
-    """A Monte Carlo estimate: its value and its standard error (std of the terms / sqrt(S))."""
+    """A Monte Carlo estimate: its value and its standard error (std of the terms / sqrt(K))."""
 
     value: torch.Tensor
     std_error: torch.Tensor
@@ -32,9 +32,9 @@ class Estimate:
 def elbo_monte_carlo(
     log_joint: Callable[[torch.Tensor], torch.Tensor], q: D.Distribution, n_samples: int,
 ) -> Estimate:
-    """ELBO(q) ~= (1/S) sum_s [log p(x, z_s) - log q(z_s)], z_s ~ q, with its standard error.
+    """ELBO(q) ~= (1/K) sum_k [log p(x, z_k) - log q(z_k)], z_k ~ q, with its standard error.
 
-    log_joint(z) maps z (S, ...) to log p(x, z) (S, ...). Uses q.rsample when q supports it, so
+    log_joint(z) maps z (K, ...) to log p(x, z) (K, ...). Uses q.rsample when q supports it, so
     the estimate can be differentiated with respect to q's parameters (notebook 05).
     """
     check_positive_int(n_samples, "n_samples")

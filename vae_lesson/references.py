@@ -56,6 +56,22 @@ REFERENCES: dict[str, Reference] = {
         "Blei, D. M., Kucukelbir, A. & McAuliffe, J. D.", "2017", "Variational Inference: A Review for Statisticians",
         "Journal of the American Statistical Association 112, 859-877",
         "[arXiv:1601.00670](https://arxiv.org/abs/1601.00670)"),
+    "dempster1977": Reference(
+        "Dempster, A. P., Laird, N. M. & Rubin, D. B.", "1977", "Maximum Likelihood from Incomplete Data via the EM "
+        "Algorithm", "Journal of the Royal Statistical Society, Series B 39, 1-38",
+        "[doi:10.1111/j.2517-6161.1977.tb01600.x](https://doi.org/10.1111/j.2517-6161.1977.tb01600.x)"),
+    "bishop2006": Reference(
+        "Bishop, C. M.", "2006", "Pattern Recognition and Machine Learning", "Springer (chapter 9: mixture models "
+        "and EM; chapter 10: approximate inference)", "[microsoft.com/research/publication/pattern-recognition-machine-learning]"
+        "(https://www.microsoft.com/en-us/research/publication/pattern-recognition-machine-learning/)"),
+    "tipping1999": Reference(
+        "Tipping, M. E. & Bishop, C. M.", "1999", "Probabilistic Principal Component Analysis",
+        "Journal of the Royal Statistical Society, Series B 61, 611-622",
+        "[doi:10.1111/1467-9868.00196](https://doi.org/10.1111/1467-9868.00196)"),
+    "minka2005": Reference(
+        "Minka, T.", "2005", "Divergence Measures and Message Passing", "Microsoft Research Technical Report "
+        "MSR-TR-2005-173", "[microsoft.com/research/publication/divergence-measures-and-message-passing]"
+        "(https://www.microsoft.com/en-us/research/publication/divergence-measures-and-message-passing/)"),
     "cs236notes": Reference(
         "Stanford CS236 course staff", "n.d.", "CS236 course notes: Variational autoencoders",
         "Stanford University", "[deepgenerativemodels.github.io/notes/vae](https://deepgenerativemodels.github.io/notes/vae/)"),

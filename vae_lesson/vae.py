@@ -184,8 +184,8 @@ class VAE(nn.Module):
         """``elbo`` without the argument checks (the training loop's fast path)."""
         mean, log_std = self.encoder.params(x)
         std = log_std.exp()
-        z = mean + std * torch.randn((n_samples, *mean.shape))  # reparameterized: (S, N, d)
-        reconstruction = self.decoder(z).log_prob(x).mean(0)  # (1/S) sum_s log p(x | z_s)
+        z = mean + std * torch.randn((n_samples, *mean.shape))  # reparameterized: (K, N, d)
+        reconstruction = self.decoder(z).log_prob(x).mean(0)  # (1/K) sum_k log p(x | z_k)
         kl = kl_to_standard_normal(mean, std)  # closed form, = D.kl_divergence(q, prior)
         return ElboTerms(reconstruction - kl, reconstruction, kl)
 
@@ -425,17 +425,17 @@ class Refinement:
 
 
 def elbo_of_q(model: VAE, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """ELBO of q = N(mean, diag exp(log_std)^2) for each image, with given noise eps (S, N, d):
-    (1/S) sum_s [log p(x, z_s) - log q(z_s)], z_s = mean + exp(log_std) * eps_s. Returns (N,)."""
+    """ELBO of q = N(mean, diag exp(log_std)^2) for each image, with given noise eps (K, N, d):
+    (1/K) sum_k [log p(x, z_k) - log q(z_k)], z_k = mean + exp(log_std) * eps_k. Returns (N,)."""
     z = mean + log_std.exp() * eps
     return (model.joint_log_prob(x, z) - gaussian_q(mean, log_std).log_prob(z)).mean(0)
 
 
 def elbo_draws_of_q(model: VAE, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor, eps: torch.Tensor,
                     chunk_size: int = 20) -> torch.Tensor:
-    """The S one-draw ELBO estimates log p(x, z_s) - log q(z_s), z_s = mean + exp(log_std) * eps_s,
-    for noise eps (S, N, d), ``chunk_size`` draws at a time (activations small enough to stay in the
-    CPU's cache: about twice as fast as all 200 at once): (S, N). Their average over s is ``elbo_of_q``; their spread gives its Monte Carlo standard error, std / sqrt(S). Two q's
+    """The K one-draw ELBO estimates log p(x, z_k) - log q(z_k), z_k = mean + exp(log_std) * eps_k,
+    for noise eps (K, N, d), ``chunk_size`` draws at a time (activations small enough to stay in the
+    CPU's cache: about twice as fast as all 200 at once): (K, N). Their average over k is ``elbo_of_q``; their spread gives its Monte Carlo standard error, std / sqrt(K). Two q's
     evaluated with the same eps give paired draws, whose differences have a much smaller spread."""
     out = []
     for e in eps.split(chunk_size):

@@ -156,7 +156,7 @@ def good_proposal(q_mean: float, q_std: float, model: LinearGaussianModel, x: to
         g = torch.Generator().manual_seed(seed)
         z = m + s * torch.randn(n_samples, 1, generator=g, dtype=torch.float64)
         log_q = torch.distributions.Normal(m, s).log_prob(z[:, 0])
-        log_w = model.joint_log_prob(x, z) - log_q  # (S,): x is one data point
+        log_w = model.joint_log_prob(x, z) - log_q  # (K,): x is one data point
         frac = (effective_sample_size(log_w, 0) / n_samples).item()
         if frac < target_fraction:
             where = "too far from the posterior" if abs(m - pm) > 2 * ps else (

@@ -12,7 +12,7 @@ from ._core import (
 )
 
 HINTS = {
-    "03.1": "the ELBO is an expectation under q: draw the S samples from q itself, evaluate the integrand "
+    "03.1": "the ELBO is an expectation under q: draw the K samples from q itself, evaluate the integrand "
             "log p(x, z) - log q(z) at each of them, and average (q is a torch distribution: it can both sample "
             "and give log-densities).",
     "03.2": "the KL between two Gaussians has a closed form; for diagonal Gaussians it is a sum over the latent "
@@ -31,8 +31,8 @@ SOLUTIONS = {
 }
 register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
 SIGNATURES = {
-    "03.1": "log_joint (a function: z of shape (S, d) to log p(x, z) of shape (S,)), q (a torch distribution over z), "
-            "n_samples (the number S) -> ()",
+    "03.1": "log_joint (a function: z of shape (K, d) to log p(x, z) of shape (K,)), q (a torch distribution over z), "
+            "n_samples (the number K) -> ()",
     "03.2": "mean (N, d), std (N, d) -> (N,)",
     "03.3": "x (N, D), W (D, d), b (D,), sigma (a number) -> mean (N, d), cov (d, d)",
 }
@@ -47,7 +47,7 @@ def _ppca_case(seed: int = 5):
     q = D.MultivariateNormal(post.mean[0] + torch.tensor([0.3, -0.2], dtype=torch.float64),
                              1.5 * post.covariance_matrix[0])
     exact = model.elbo(x, q.mean, q.covariance_matrix)[0].item()
-    log_joint = lambda z: model.joint_log_prob(x, z)  # noqa: E731  z (S, d) -> (S,), as x is one point
+    log_joint = lambda z: model.joint_log_prob(x, z)  # noqa: E731  z (K, d) -> (K,), as x is one point
     entropy = q.entropy().item()
     return log_joint, q, exact, entropy
 
@@ -61,7 +61,7 @@ def _latent1d_case():
 
 def elbo_monte_carlo(student_fn, n_samples: int = 20_000) -> CheckResult:
     """Exercise 03.1: student_fn(log_joint, q, n_samples) -> a scalar tensor, the Monte Carlo ELBO
-    (1/S) sum_s [log p(x, z_s) - log q(z_s)] with z_s ~ q. Compared with the exact ELBO within
+    (1/K) sum_k [log p(x, z_k) - log q(z_k)] with z_k ~ q. Compared with the exact ELBO within
     5 standard errors (a right answer fails this less than once in a million runs)."""
 
     def body(student_fn):
@@ -88,7 +88,7 @@ def elbo_monte_carlo(student_fn, n_samples: int = 20_000) -> CheckResult:
             if abs(value - (exact - entropy)) <= tol:
                 raise ExerciseError(
                     f"your value {value:.4f} equals the ELBO minus the entropy of q ({entropy:.4f}): "
-                    "you forgot to subtract log q(z_s)")
+                    "you forgot to subtract log q(z_k)")
             if abs(value + exact) <= tol:
                 raise ExerciseError(f"the sign is wrong: you returned {value:.4f}, the ELBO is {exact:.4f}")
             raise ExerciseError(

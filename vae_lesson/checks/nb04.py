@@ -31,7 +31,7 @@ SOLUTIONS = {
 }
 register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
 SIGNATURES = {
-    "04.1": "samples (S, M), phi (M,) -> (S,)",
+    "04.1": "samples (K, M), phi (M,) -> (K,)",
     "04.2": Signature("x (P,), observed (P,), weights (C,), probs (C, P) -> (M,)",
                       derived={"M": lambda v: (~v["observed"].bool()).sum()}),
     "04.3": "x (N, D), W (D, d), b (D,), log_sigma (), q_mean (N, d), q_log_std (N, d) -> (N,)",
@@ -87,14 +87,14 @@ _LOG_Q_INSTEAD = ("use torch.log(phi) and torch.log1p(-phi) for log(1 - phi), or
 
 
 def bernoulli_log_q(student_fn) -> CheckResult:
-    """Exercise 04.1: student_fn(samples (S, M) in {0,1}, phi (M,)) -> (S,)
+    """Exercise 04.1: student_fn(samples (K, M) in {0,1}, phi (M,)) -> (K,)
     log q(x_top; phi) = sum_j [x_j log phi_j + (1 - x_j) log(1 - phi_j)]."""
 
     def body(student_fn):
         g = torch.Generator().manual_seed(41)
-        for S, M in ((5, 32), (3, 7), (1, 4)):
+        for K, M in ((5, 32), (3, 7), (1, 4)):
             phi = torch.rand(M, generator=g, dtype=torch.float64) * 0.9 + 0.05
-            xs = (torch.rand(S, M, generator=g, dtype=torch.float64) < 0.5).to(torch.float64)
+            xs = (torch.rand(K, M, generator=g, dtype=torch.float64) < 0.5).to(torch.float64)
             terms = xs * phi.log() + (1 - xs) * torch.log1p(-phi)
             mistakes = {
                 "the pixels that are 0 count too: add (1 - x_j) log(1 - phi_j).": (xs * phi.log()).sum(-1),

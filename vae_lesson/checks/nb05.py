@@ -10,36 +10,36 @@ from ._core import (
 HINTS = {
     "05.1": "the randomness is all in eps; mean and std only shift and scale it. Use + and * on tensors "
             "(no .sample(), torch.normal, NumPy or .item()), so autograd can follow z back to mean and std.",
-    "05.2": "you need a number whose gradient with respect to phi is the average of f(z_s) times the gradient of "
-            "log q(z_s). Which of the two inputs must carry the gradient, and which must be treated as a constant?",
-    "05.3": "b_s must not depend on f(z_s): it is the plain average of f over the OTHER samples. How many "
+    "05.2": "you need a number whose gradient with respect to phi is the average of f(z_k) times the gradient of "
+            "log q(z_k). Which of the two inputs must carry the gradient, and which must be treated as a constant?",
+    "05.3": "b_k must not depend on f(z_k): it is the plain average of f over the OTHER samples. How many "
             "others are there, and how can the total over all samples help?",
 }
 SOLUTIONS = {
     "05.1": "z = mean + std * eps",
     "05.2": "return (f_values.detach() * log_q).mean()",
-    "05.3": "S = f_values.shape[0]\nreturn (f_values.sum() - f_values) / (S - 1)",
+    "05.3": "K = f_values.shape[0]\nreturn (f_values.sum() - f_values) / (K - 1)",
 }
 register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
 SIGNATURES = {
-    "05.1": "mean (d,), std (d,), eps (S, d) -> (S, d)",
-    "05.2": "f_values (S,), log_q (S,) -> ()",
-    "05.3": "f_values (S,) -> (S,)",
+    "05.1": "mean (d,), std (d,), eps (K, d) -> (K, d)",
+    "05.2": "f_values (K,), log_q (K,) -> ()",
+    "05.3": "f_values (K,) -> (K,)",
 }
 register_signatures(SIGNATURES)
 mark_used_later("05.1")  # 05.2's and 05.3's functions are not used by later cells
 
 
 def reparameterized_sample(student_fn) -> CheckResult:
-    """Exercise 05.1: student_fn(mean (d,), std (d,), eps (S, d)) -> z (S, d) = mean + std * eps,
+    """Exercise 05.1: student_fn(mean (d,), std (d,), eps (K, d)) -> z (K, d) = mean + std * eps,
     differentiable with respect to mean and std."""
 
     def body(student_fn):
         g = torch.Generator().manual_seed(51)
-        for S, d in ((5, 3), (1, 1), (4, 7)):
+        for K, d in ((5, 3), (1, 1), (4, 7)):
             mean = torch.randn(d, generator=g, dtype=torch.float64).requires_grad_(True)
             std = (torch.rand(d, generator=g, dtype=torch.float64) + 0.5).requires_grad_(True)
-            eps = torch.randn(S, d, generator=g, dtype=torch.float64)
+            eps = torch.randn(K, d, generator=g, dtype=torch.float64)
             z = student_fn(mean, std, eps)
             if not isinstance(z, torch.Tensor):
                 raise ExerciseError(f"return a torch tensor, not {type(z).__name__}: converting to NumPy, a list "
@@ -55,7 +55,7 @@ def reparameterized_sample(student_fn) -> CheckResult:
                 "mean and std are swapped: z = mean + std * eps.": (std + mean * eps).detach(),
             }, rtol=1e-9, atol=1e-12)
             (z.sum()).backward()
-            compare(mean.grad, torch.full((d,), float(S), dtype=torch.float64), "d(sum z)/d mean", rtol=1e-9, atol=1e-12)
+            compare(mean.grad, torch.full((d,), float(K), dtype=torch.float64), "d(sum z)/d mean", rtol=1e-9, atol=1e-12)
             compare(std.grad, eps.sum(0), "d(sum z)/d std", rtol=1e-9, atol=1e-12)
 
     return run_check("Exercise 05.1 (the reparameterized sample)", body, HINTS["05.1"], student_fn,
@@ -63,17 +63,17 @@ def reparameterized_sample(student_fn) -> CheckResult:
 
 
 def score_function_surrogate(student_fn) -> CheckResult:
-    """Exercise 05.2: student_fn(f_values (S,), log_q (S,)) -> a scalar whose gradient with respect to
-    phi (through log_q) is the score-function estimate (1/S) sum_s f(z_s) grad log q(z_s; phi)."""
+    """Exercise 05.2: student_fn(f_values (K,), log_q (K,)) -> a scalar whose gradient with respect to
+    phi (through log_q) is the score-function estimate (1/K) sum_k f(z_k) grad log q(z_k; phi)."""
 
     def body(student_fn):
         g = torch.Generator().manual_seed(52)
-        for S, f_has_graph in ((6, False), (1, False), (40, False), (8, True)):
+        for K, f_has_graph in ((6, False), (1, False), (40, False), (8, True)):
             phi = torch.randn(3, generator=g, dtype=torch.float64).requires_grad_(True)
-            features = torch.randn(S, 3, generator=g, dtype=torch.float64)
-            log_q = features @ phi - torch.logsumexp(features @ phi, 0)  # any differentiable log q(z_s; phi)
-            f_values = torch.randn(S, generator=g, dtype=torch.float64) * 3 + 2  # f(z_s)
-            if f_has_graph:  # f(z_s) computed from samples that still carry phi's graph, as happens in practice
+            features = torch.randn(K, 3, generator=g, dtype=torch.float64)
+            log_q = features @ phi - torch.logsumexp(features @ phi, 0)  # any differentiable log q(z_k; phi)
+            f_values = torch.randn(K, generator=g, dtype=torch.float64) * 3 + 2  # f(z_k)
+            if f_has_graph:  # f(z_k) computed from samples that still carry phi's graph, as happens in practice
                 f_values = f_values + (features @ phi) ** 2
             out = student_fn(f_values, log_q)
             if not isinstance(out, torch.Tensor) or out.numel() != 1:
@@ -87,13 +87,13 @@ def score_function_surrogate(student_fn) -> CheckResult:
             fd = f_values.detach()
             expected = torch.autograd.grad((fd * log_q).mean(), phi, retain_graph=True)[0]
             wrong = {
-                "f(z_s) carries a gradient here (it was computed from samples connected to phi), and your surrogate "
+                "f(z_k) carries a gradient here (it was computed from samples connected to phi), and your surrogate "
                 "lets it through: then autograd adds the gradient of f itself, which the score-function estimator "
-                "does not have. Treat f(z_s) as a constant weight: f_values.detach().":
+                "does not have. Treat f(z_k) as a constant weight: f_values.detach().":
                     torch.autograd.grad((f_values * log_q).mean(), phi, retain_graph=True)[0],
                 "you differentiated q instead of log q: the score function is grad log q = grad q / q.":
                     torch.autograd.grad((fd * log_q.exp()).mean(), phi, retain_graph=True)[0],
-                "the product of the averages is not the average of the products: average f(z_s) * log q(z_s).":
+                "the product of the averages is not the average of the products: average f(z_k) * log q(z_k).":
                     torch.autograd.grad(fd.mean() * log_q.mean(), phi, retain_graph=True)[0],
             }
             # f(z) is data without gradient: a route that rounds it to float32 (f_values.float()) is right, and its
@@ -105,17 +105,17 @@ def score_function_surrogate(student_fn) -> CheckResult:
 
 
 def leave_one_out_baseline(student_fn) -> CheckResult:
-    """Exercise 05.3: student_fn(f_values (S,)) -> (S,), b_s = mean of f over the other S - 1 samples."""
+    """Exercise 05.3: student_fn(f_values (K,)) -> (K,), b_k = mean of f over the other K - 1 samples."""
 
     def body(student_fn):
         g = torch.Generator().manual_seed(53)
-        for S in (5, 2, 30):
-            f = torch.randn(S, generator=g, dtype=torch.float64) * 4 + 1
-            expected = (f.sum() - f) / (S - 1)
+        for K in (5, 2, 30):
+            f = torch.randn(K, generator=g, dtype=torch.float64) * 4 + 1
+            expected = (f.sum() - f) / (K - 1)
             compare(student_fn(f.clone()), expected, "baseline", {
-                "your baseline includes the sample itself (the plain mean): b_s then depends on z_s and the "
-                "estimator is biased. Leave sample s out.": f.mean().expand(S),
-                "divide by S - 1, the number of other samples, not by S.": (f.sum() - f) / S,
+                "your baseline includes the sample itself (the plain mean): b_k then depends on z_k and the "
+                "estimator is biased. Leave sample k out.": f.mean().expand(K),
+                "divide by K - 1, the number of other samples, not by K.": (f.sum() - f) / K,
                 "that is the sum of the other samples; take their mean.": f.sum() - f,
             }, rtol=1e-9, atol=1e-12)
 

@@ -11,7 +11,7 @@ from ._core import (
 
 HINTS = {
     "06.1": "build the samples from the given noise (the reparameterization: the mean plus the standard deviation "
-            "times eps, where the std is exp(log_std)), then average over the S samples the log of the joint "
+            "times eps, where the std is exp(log_std)), then average over the K samples the log of the joint "
             "(the model has a method for it) minus the log-density of q at those samples.",
     "06.2": "the refined ELBO sits between the two others: log p(x) >= refined ELBO >= encoder ELBO. Each gap is "
             "the difference between two neighbours in that chain, one value per image.",
@@ -24,7 +24,7 @@ SOLUTIONS = {
 }
 register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
 SIGNATURES = {
-    "06.1": "model (a VAE), x (N, 64), mean (N, d), log_std (N, d), eps (S, N, d) -> (N,)",
+    "06.1": "model (a VAE), x (N, 64), mean (N, d), log_std (N, d), eps (K, N, d) -> (N,)",
     "06.2": "encoder_elbo (N,), refined_elbo (N,), log_px (N,) -> approximation gap (N,), amortization gap (N,)",
 }
 register_signatures(SIGNATURES)
@@ -32,7 +32,7 @@ mark_used_later("06.1", "06.2")
 
 _CLOSED_FORM_KL = ("that is the reconstruction term minus the closed-form KL(q || p(z)): a valid estimator of the "
                    "ELBO (same expectation, often less noisy), but not the one this exercise asks for. Here the "
-                   "ELBO is estimated with the given eps as the average over s of log p(x, z_s) - log q(z_s), the "
+                   "ELBO is estimated with the given eps as the average over k of log p(x, z_k) - log q(z_k), the "
                    "joint minus log q, which also works when no closed-form KL exists.")
 
 
@@ -53,18 +53,18 @@ def _cases(model: VAE | None, x: torch.Tensor | None, seed: int):
         with torch.no_grad():
             mean, log_std = model.encoder.params(x)
         yield model, x, mean + 0.1, log_std - 0.2, torch.randn(4, *mean.shape, generator=g)
-    for s, (n, S) in enumerate(((5, 3), (1, 1), (7, 6))):
+    for s, (n, K) in enumerate(((5, 3), (1, 1), (7, 6))):
         m = _small_vae(seed + s)
         xs = (torch.rand(n, 64, generator=g) < 0.4).float()
         mean = torch.randn(n, 3, generator=g)
         log_std = torch.randn(n, 3, generator=g) * 0.5 - 0.5
-        yield m, xs, mean, log_std, torch.randn(S, n, 3, generator=g)
+        yield m, xs, mean, log_std, torch.randn(K, n, 3, generator=g)
 
 
 def elbo_of_q(student_fn, model: VAE | None = None, x: torch.Tensor | None = None) -> CheckResult:
-    """Exercise 06.1: student_fn(model, x (N, 64), mean (N, d), log_std (N, d), eps (S, N, d)) -> (N,),
+    """Exercise 06.1: student_fn(model, x (N, 64), mean (N, d), log_std (N, d), eps (K, N, d)) -> (N,),
     the ELBO of q(z; phi_i) = N(mean_i, diag exp(log_std_i)^2) for each image with the given noise:
-    (1/S) sum_s [log p(x, z_s) - log q(z_s)], z_s = mean + exp(log_std) * eps_s."""
+    (1/K) sum_k [log p(x, z_k) - log q(z_k)], z_k = mean + exp(log_std) * eps_k."""
 
     def body(student_fn):
         for m, xs, mean, log_std, eps in _cases(model, x, seed=61):
@@ -90,7 +90,7 @@ def elbo_of_q(student_fn, model: VAE | None = None, x: torch.Tensor | None = Non
                     "log q(z) is the SUM over the d coordinates of the 1-D Normal log-densities (q is a product "
                     "over coordinates); you averaged them (.mean(-1)).":
                         (m.joint_log_prob(xs, z) - torch.distributions.Normal(mean, log_std.exp()).log_prob(z).mean(-1)).mean(0),
-                    "average over the S samples (axis 0), do not sum them.":
+                    "average over the K samples (axis 0), do not sum them.":
                         (m.joint_log_prob(xs, z) - log_q).sum(0),
                     _CLOSED_FORM_KL: m.decoder(z).log_prob(xs).mean(0)
                         - 0.5 * (torch.exp(2 * log_std) + mean**2 - 1 - 2 * log_std).sum(-1),

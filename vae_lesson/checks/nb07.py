@@ -46,7 +46,7 @@ SOLUTIONS = {
 register_solutions(SOLUTIONS)  # checks.solution("NN.M") works before any check ran
 SIGNATURES = {
     "07.1": "x (B, 64), logits (B, 64), mean (B, d), log_std (B, d) -> ()",
-    "07.2": "model (a VAE), x (N, 64), eps (S, N, d) -> (S, N, d)",
+    "07.2": "model (a VAE), x (N, 64), eps (K, N, d) -> (K, N, d)",
     "07.3": "model (a VAE), x_batch (B, 64), optimizer (a torch optimizer) -> (a dict with \"loss\", a float)",
     "07.4": "model (a VAE), x (N, 64), eps (K, N, d) -> (N,)",
 }
@@ -123,7 +123,7 @@ def negative_elbo_loss(student_fn) -> CheckResult:
 
 
 def encoder_sample(student_fn, model: VAE | None = None, x: torch.Tensor | None = None) -> CheckResult:
-    """Exercise 07.2: student_fn(model, x (N, 64), eps (S, N, d)) -> z (S, N, d): a reparameterized draw from
+    """Exercise 07.2: student_fn(model, x (N, 64), eps (K, N, d)) -> z (K, N, d): a reparameterized draw from
     the encoder q_phi(z|x) = N(mu_phi(x), diag sigma_phi(x)^2), z = mu + sigma * eps, with gradients to phi."""
 
     def body(student_fn):

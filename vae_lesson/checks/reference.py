@@ -38,7 +38,7 @@ def importance_log_marginal(log_joint, log_q):
 
 
 def elbo_monte_carlo(log_joint, q, n_samples):
-    """(1/S) sum_s [log p(x, z_s) - log q(z_s)], z_s ~ q."""
+    """(1/K) sum_k [log p(x, z_k) - log q(z_k)], z_k ~ q."""
     z = q.sample((n_samples,))
     return (log_joint(z) - q.log_prob(z)).mean()
 
@@ -55,7 +55,7 @@ def ppca_posterior(x, W, b, sigma):
 
 
 def log_q(samples, phi):
-    """log q(x_top; phi) for a product of Bernoullis: (S, M), (M,) -> (S,)."""
+    """log q(x_top; phi) for a product of Bernoullis: (K, M), (M,) -> (K,)."""
     return (samples * torch.log(phi) + (1 - samples) * torch.log1p(-phi)).sum(-1)
 
 
@@ -78,17 +78,17 @@ def reparameterized_sample(mean, std, eps):
 
 
 def score_function_surrogate(f_values, log_q):
-    """A scalar whose gradient is (1/S) sum_s f(z_s) grad log q(z_s)."""
+    """A scalar whose gradient is (1/K) sum_k f(z_k) grad log q(z_k)."""
     return (f_values.detach() * log_q).mean()
 
 
 def leave_one_out_baseline(f_values):
-    """b_s = the mean of f over the other S - 1 samples."""
+    """b_k = the mean of f over the other K - 1 samples."""
     return (f_values.sum() - f_values) / (f_values.shape[0] - 1)
 
 
 def elbo_of_q(model, x, mean, log_std, eps):
-    """(1/S) sum_s [log p(x, z_s) - log q(z_s)], z_s = mean + exp(log_std) eps_s: -> (N,)."""
+    """(1/K) sum_k [log p(x, z_k) - log q(z_k)], z_k = mean + exp(log_std) eps_k: -> (N,)."""
     z = mean + log_std.exp() * eps
     return (model.joint_log_prob(x, z) - D.Normal(mean, log_std.exp()).log_prob(z).sum(-1)).mean(0)
 
@@ -106,7 +106,7 @@ def negative_elbo_loss(x, logits, mean, log_std):
 
 
 def encoder_sample(model, x, eps):
-    """z = mu_phi(x) + sigma_phi(x) * eps: (S, N, d)."""
+    """z = mu_phi(x) + sigma_phi(x) * eps: (K, N, d)."""
     mean, log_std = model.encoder.params(x)
     return mean + log_std.exp() * eps
 
