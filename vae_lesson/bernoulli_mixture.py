@@ -1,22 +1,23 @@
 """A mixture of Bernoullis for binary images, and what it can say about a half-hidden image.
 
-    z ~ Categorical(weights)                        weights (C,)
-    x | z=c ~ prod_j Bernoulli(x_j; probs[c, j])    probs (C, P), one "prototype" image per c
+    c ~ Categorical(weights)                        weights (C,)
+    x | c ~ prod_j Bernoulli(x_j; probs[c, j])      probs (C, P), one "prototype" image per c
 
-Everything is exact because z takes only C values (Lecture 6, 0:00-2:30), and EM is the one
+The component is written c, not z: in notebook 04 z is the hidden top half of an image (slide 11).
+Everything is exact because c takes only C values (Lecture 6, 0:00-2:30), and EM is the one
 every ``FiniteMixture`` shares (``em_step``, ``fit_em``); only the M-step is new here.
 
 Partial observation (slide 11): hide some pixels of an image and ask what they were.
 ``observed`` is a boolean mask over the P pixels, of shape (P,) (the same pixels for every
 image) or (N, P) (per image), True where a pixel is seen. With o the observed and m the
-missing pixels of one image, the pixels are independent given z, so
+missing pixels of one image, the pixels are independent given c, so
 
     log p(x_o)        = logsumexp_c [log pi_c + sum_{j in o} log Bern(x_j; p_cj)]
-    p(z=c | x_o)      = pi_c prod_{j in o} Bern(x_j; p_cj) / p(x_o)                (Bayes)
-    p(x_m | x_o)      = sum_c p(z=c | x_o) prod_{j in m} Bern(x_j; p_cj)
-    p(x_j = 1 | x_o)  = sum_c p(z=c | x_o) p_cj                                    (j in m)
+    p(c | x_o)        = pi_c prod_{j in o} Bern(x_j; p_cj) / p(x_o)                (Bayes)
+    p(x_m | x_o)      = sum_c p(c | x_o) prod_{j in m} Bern(x_j; p_cj)
+    p(x_j = 1 | x_o)  = sum_c p(c | x_o) p_cj                                      (j in m)
 
-are all sums over c, and sampling x_m ~ p(x_m | x_o) is ancestral: c ~ p(z | x_o), then every
+are all sums over c, and sampling x_m ~ p(x_m | x_o) is ancestral: c ~ p(c | x_o), then every
 missing pixel independently ~ Bern(p_cj). Values of x at unobserved pixels are ignored (they
 may be anything, NaN included) except in ``log_prob_missing``, which scores them.
 """
@@ -63,7 +64,7 @@ def _check_binary(x, name: str, dim: int | None = None, dtype: torch.dtype | Non
 
 
 class BernoulliMixture(FiniteMixture):
-    """Mixture of Bernoullis: z ~ Categorical(weights), x | z=c ~ prod_j Bernoulli(probs[c, j]).
+    """Mixture of Bernoullis: c ~ Categorical(weights), x | c ~ prod_j Bernoulli(probs[c, j]).
 
     weights (C,): non-negative, summing to 1.
     probs (C, P): the probability that pixel j is on in component c, strictly inside (0, 1) so
@@ -127,18 +128,18 @@ class BernoulliMixture(FiniteMixture):
         return on @ log_p.T + off @ log_q.T
 
     def component_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C): log p(x_n | z=c) = sum_j x_nj log p_cj + (1 - x_nj) log(1 - p_cj), x (N, P) binary."""
+        """(N, C): log p(x_n | c) = sum_j x_nj log p_cj + (1 - x_nj) log(1 - p_cj), x (N, P) binary."""
         x = self._check_x(x)
         log_p, log_q = self._log_probs()
         return x @ log_p.T + (1 - x) @ log_q.T
 
     def sample(self, n: int, generator: torch.Generator | None = None):
-        """Ancestral sampling: z ~ Categorical(weights), then x_j ~ Bernoulli(probs[z, j])
-        independently. Returns x (n, P) in the model dtype with values in {0, 1}, and z (n,) int64."""
+        """Ancestral sampling: c ~ Categorical(weights), then x_j ~ Bernoulli(probs[c, j])
+        independently. Returns x (n, P) in the model dtype with values in {0, 1}, and the components c (n,) int64."""
         check_positive_int(n, "n")
-        z = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        c = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         u = torch.rand(n, self.dim, generator=generator, dtype=self.dtype)
-        return (u < self.probs[z]).to(self.dtype), z
+        return (u < self.probs[c]).to(self.dtype), c
 
     # --- EM ---------------------------------------------------------------------------------
 
@@ -246,7 +247,7 @@ class BernoulliMixture(FiniteMixture):
         return x, mask
 
     def _joint_observed(self, x, observed, complete: bool = False):
-        """(log p(x_o, z=c) (N, C), x (N, P), mask (N, P))."""
+        """(log p(x_o, c) (N, C), x (N, P), mask (N, P))."""
         x, mask = self._check_observed(x, observed, complete)
         return self.weights.log() + self._masked_log_lik(x, mask), x, mask
 
@@ -260,13 +261,13 @@ class BernoulliMixture(FiniteMixture):
         return torch.logsumexp(joint, dim=-1)
 
     def cluster_posterior_observed(self, x, observed) -> torch.Tensor:
-        """(N, C): p(z=c | x_o) = pi_c p(x_o | z=c) / sum_l pi_l p(x_o | z=l) (Bayes, with only
+        """(N, C): p(c | x_o) = pi_c p(x_o | c) / sum_l pi_l p(x_o | l) (Bayes, with only
         the observed pixels as evidence). x (N, P), observed (P,) or (N, P) bool."""
         joint, _, _ = self._joint_observed(x, observed)
         return torch.softmax(joint, dim=-1)
 
     def missing_marginals(self, x, observed) -> torch.Tensor:
-        """(N, P): p(x_nj = 1 | x_o) = sum_c p(z=c | x_o) p_cj at unobserved pixels j, and the
+        """(N, P): p(x_nj = 1 | x_o) = sum_c p(c | x_o) p_cj at unobserved pixels j, and the
         observed value x_nj (0 or 1) at observed ones. x (N, P), observed (P,) or (N, P) bool.
 
         Each missing pixel's probability is an average of the prototypes, weighted by how well
@@ -277,7 +278,7 @@ class BernoulliMixture(FiniteMixture):
         return torch.where(mask, x, guess)
 
     def log_prob_missing(self, x, observed) -> torch.Tensor:
-        """(N,): log p(x_m | x_o) = logsumexp_c [log p(z=c | x_o) + sum_{j missing} log Bern(x_j; p_cj)].
+        """(N,): log p(x_m | x_o) = logsumexp_c [log p(c | x_o) + sum_{j missing} log Bern(x_j; p_cj)].
 
         x (N, P) complete binary images: the values at the missing pixels are the completion being
         scored, those at observed pixels the evidence. Equals log p(x) - log p(x_o).
@@ -288,7 +289,7 @@ class BernoulliMixture(FiniteMixture):
 
     def sample_missing(self, x, observed, n_samples: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n_samples, N, P): exact samples of x_m ~ p(x_m | x_o) for every image, by ancestral
-        sampling: c ~ p(z | x_o), then each missing pixel j ~ Bernoulli(p_cj) independently.
+        sampling: c ~ p(c | x_o), then each missing pixel j ~ Bernoulli(p_cj) independently.
         Observed pixels are copied from x. x (N, P), observed (P,) or (N, P) bool.
 
         The missing pixels of one sample share a c, so they are dependent (a whole top half of
@@ -297,9 +298,9 @@ class BernoulliMixture(FiniteMixture):
         check_positive_int(n_samples, "n_samples")
         joint, x, mask = self._joint_observed(x, observed)
         post = torch.softmax(joint, dim=-1)  # (N, C)
-        k = torch.multinomial(post, n_samples, replacement=True, generator=generator).T  # (K, N)
+        c = torch.multinomial(post, n_samples, replacement=True, generator=generator).T  # (K, N): a component per sample
         u = torch.rand(n_samples, *x.shape, generator=generator, dtype=self.dtype)
-        bits = (u < self.probs[k]).to(self.dtype)  # (K, N, P)
+        bits = (u < self.probs[c]).to(self.dtype)  # (K, N, P)
         return torch.where(mask, x, bits)
 
 

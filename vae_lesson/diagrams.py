@@ -70,22 +70,29 @@ def computation_graph(ax, sample: str = "rsample", title: str | None = None) -> 
     highlight = {"encoder": "#e8f0fb", "decoder": "#fbeee6"}
     nodes = {key: _box(ax, key, highlight.get(key)) for key in NODES}
     for a, b in FORWARD:
-        start, end = _side(a, NODES[b][:2]), _side(b, NODES[a][:2])
-        ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.2}, zorder=1)
+        if (a, b) == ("params", "kl"):  # down from (mu, log sigma), then right, below eps: it does not feed the KL
+            start, end, style = _bottom("params", -0.3), _side("kl", (0, NODES["kl"][1])), "angle,angleA=-90,angleB=180,rad=0"
+        else:
+            start, end, style = _side(a, NODES[b][:2]), _side(b, NODES[a][:2]), "arc3,rad=0"
+        ax.annotate("", xy=end, xytext=start, zorder=1,
+                    arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.2, "connectionstyle": style})
     drawn, cut = [], None
     for a, b in BACKWARD:
         top_row = NODES[a][1] == NODES[b][1] == 3.0
         if top_row:  # an arc under the two boxes, from the later one back to the earlier one
-            start, end, rad = _bottom(a, -0.5), _bottom(b, 0.5), -0.55
+            start, end, conn = _bottom(a, -0.5), _bottom(b, 0.5), "arc3,rad=-0.55"
+        elif (a, b) == ("kl", "params"):  # back along the forward path, just inside it
+            kl_left = _side("kl", (0, NODES["kl"][1]))
+            start, end, conn = (kl_left[0], kl_left[1] + 0.15), _bottom("params", 0.1), "angle,angleA=180,angleB=-90,rad=0"
         else:
-            start, end, rad = _side(a, NODES[b][:2]), _side(b, NODES[a][:2]), 0.25
-        style = {"arrowstyle": "-|>", "color": "C3", "lw": 1.3, "ls": "--", "connectionstyle": f"arc3,rad={rad}"}
+            start, end, conn = _side(a, NODES[b][:2]), _side(b, NODES[a][:2]), "arc3,rad=0.25"
+        style = {"arrowstyle": "-|>", "color": "C3", "lw": 1.3, "ls": "--", "connectionstyle": conn}
         if sample == "sample" and (a, b) == ("z", "params"):
             style.update(color="0.7")  # drawn faint: sample() returns numbers with no graph behind them
             mid = ((start[0] + end[0]) / 2, start[1] - 0.35)
             cut = ax.text(*mid, "✗", color="C3", fontsize=22, ha="center", va="center", fontweight="bold", zorder=4)
-            ax.text(mid[0], mid[1] - 0.4, "sample(): the reconstruction's\ngradient stops at $z$",
-                    color="C3", fontsize=8, ha="center", va="top")
+            ax.text(mid[0] - 0.7, mid[1] - 0.3, "sample(): the reconstruction's\ngradient stops at $z$",
+                    color="C3", fontsize=8, ha="left", va="top")
         else:
             drawn.append((a, b))
         ax.annotate("", xy=end, xytext=start, arrowprops=style, zorder=1)

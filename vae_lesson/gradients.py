@@ -125,16 +125,16 @@ def categorical_score_samples(values, logits, n_samples: int, baseline: str | No
     check_positive_int(n_samples, "n_samples")
     group_size = n_samples if group_size is None else group_size
     probs = torch.softmax(logits, -1)
-    k = torch.multinomial(probs, n_samples, replacement=True, generator=generator)
-    fk = values[k]
+    c = torch.multinomial(probs, n_samples, replacement=True, generator=generator)  # a category per sample
+    fc = values[c]
     if baseline == "leave_one_out":
         if group_size < 2 or n_samples % group_size:
             raise ValueError(f"a leave-one-out baseline needs groups of >= 2 samples that divide n_samples; "
                              f"got group_size={group_size}, n_samples={n_samples}")
-        fk = leave_one_out(fk, group_size)
+        fc = leave_one_out(fc, group_size)
     elif baseline is not None:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
-    return fk[:, None] * (torch.nn.functional.one_hot(k, logits.shape[-1]).to(probs.dtype) - probs)
+    return fc[:, None] * (torch.nn.functional.one_hot(c, logits.shape[-1]).to(probs.dtype) - probs)
 
 
 def gumbel_softmax_samples(values, logits, temperature: float, n_samples: int) -> torch.Tensor:

@@ -14,6 +14,11 @@ become weighted sums over the same grid, with weights w_g = q(z_g) / sum_g' q(z_
     ELBO(q)           ~= sum_g w_g [log p(x, z_g) - log q(z_g)]
     KL(q || p(z | x)) ~= sum_g w_g [log q(z_g) - log p(z_g | x)] = log p(x) - ELBO(q)
 
+For many images at once, ``DecodedGrid`` runs the decoder once on a fixed grid; each image's
+log p(x), border mass and posterior mode is then a matrix product (notebook 07, sections 7 and 10).
+``regions_of_mass`` splits a posterior's highest-density region into its separate pieces (a posterior
+with two modes has two), with the mass, mean and standard deviation of each.
+
 Shapes: x (64,) one binary image; grid axes z1, z2 (n,); fields on the grid (n, n), indexed
 [i, j] for the point (z1[i], z2[j]). All log-probabilities in nats per image.
 """
@@ -160,6 +165,33 @@ class DecodedGrid:
         log_joint = self.log_prior + self.log_on @ x + self.log_off @ (1 - x)
         return PosteriorGrid(self.z1, self.z2, log_joint.double().reshape(self.n, self.n), self.cell_area)
 
+    @torch.no_grad()
+    def _each_image(self, x, per_chunk, chunk_size: int = 64) -> torch.Tensor:
+        """per_chunk(log_joint (n^2, B) float64) for the images of x (N, D), B at a time, concatenated."""
+        x = self.model.check_x(x)
+        out = []
+        for xb in x.split(chunk_size):
+            log_joint = (self.log_prior[:, None] + self.log_on @ xb.T + self.log_off @ (1 - xb).T).double()
+            out.append(per_chunk(log_joint))
+        return torch.cat(out)
+
+    def log_px(self, x) -> torch.Tensor:
+        """log p(x) ~= log sum_g p(x, z_g) A for every image of x (N, D) at once: (N,) float64, equal to
+        ``grid_for(x[i]).log_px`` for each i. Check ``border_mass`` on a few images: the square must hold
+        every posterior."""
+        return self._each_image(x, lambda lj: torch.logsumexp(lj, 0) + math.log(self.cell_area))
+
+    def border_mass(self, x) -> torch.Tensor:
+        """Posterior mass in the outermost ring of cells, for every image of x (N, D): (N,) float64."""
+        ring = torch.ones(self.n, self.n, dtype=torch.bool)
+        ring[1:-1, 1:-1] = False
+        return self._each_image(x, lambda lj: torch.softmax(lj, 0)[ring.reshape(-1)].sum(0))
+
+    def modes(self, x) -> torch.Tensor:
+        """The grid point of highest posterior density p(z | x), for every image of x (N, D): (N, 2)."""
+        z = torch.stack(torch.meshgrid(self.z1, self.z2, indexing="ij"), -1).reshape(-1, 2)
+        return self._each_image(x, lambda lj: z[lj.argmax(0)])
+
 
 @torch.no_grad()
 def zoomed_posterior_grid(model, x, covering=(), lim: float = 5.0, n_coarse: int = 61, n: int = 81,
@@ -189,6 +221,43 @@ def zoomed_posterior_grid(model, x, covering=(), lim: float = 5.0, n_coarse: int
         lo, hi = torch.minimum(lo, mean - n_sds * std), torch.maximum(hi, mean + n_sds * std)
     half = float((hi - lo).max()) / 2
     return coarse, posterior_grid(model, x, lim=half, n=n, center=(lo + hi) / 2)
+
+
+def regions_of_mass(grid: PosteriorGrid, mass: float = 0.99) -> list[tuple[float, torch.Tensor, torch.Tensor]]:
+    """The separate regions where p(z | x) puts its mass: the smallest set of grid cells holding ``mass``
+    of it (a highest-density region), split into connected pieces (cells that share a side). Returns
+    [(mass of the piece, mean (2,), std (2,))], the heaviest first, mean and std those of p(z | x)
+    restricted to the piece: one entry for a posterior with one region, two or more when it has
+    separate modes."""
+    if not 0 < mass < 1:
+        raise ValueError(f"mass must lie in (0, 1), got {mass!r}")
+    p = grid.cell_mass
+    sorted_p = p.reshape(-1).sort(descending=True).values
+    threshold = sorted_p[min(int((sorted_p.cumsum(0) < mass).sum()), len(sorted_p) - 1)]
+    inside = (p >= threshold).tolist()
+    n1, n2 = p.shape
+    seen = [[False] * n2 for _ in range(n1)]
+    z = torch.stack(torch.meshgrid(grid.z1, grid.z2, indexing="ij"), -1)  # (n, n, 2)
+    regions = []
+    for i0 in range(n1):
+        for j0 in range(n2):
+            if not inside[i0][j0] or seen[i0][j0]:
+                continue
+            stack, cells = [(i0, j0)], []
+            seen[i0][j0] = True
+            while stack:  # flood fill over side neighbours
+                i, j = stack.pop()
+                cells.append((i, j))
+                for a, b in ((i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)):
+                    if 0 <= a < n1 and 0 <= b < n2 and inside[a][b] and not seen[a][b]:
+                        seen[a][b] = True
+                        stack.append((a, b))
+            rows, cols = torch.tensor(cells).T
+            w = p[rows, cols] / p[rows, cols].sum()
+            centre = (w[:, None] * z[rows, cols]).sum(0)
+            spread = (w[:, None] * (z[rows, cols] - centre) ** 2).sum(0).sqrt()
+            regions.append((float(p[rows, cols].sum()), centre, spread))
+    return sorted(regions, key=lambda r: -r[0])
 
 
 def _q_weights(grid: PosteriorGrid, mean, std) -> tuple[torch.Tensor, torch.Tensor]:

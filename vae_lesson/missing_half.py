@@ -33,6 +33,19 @@ def fill_missing(x: torch.Tensor, observed: torch.Tensor, top: torch.Tensor) -> 
     return full
 
 
+def likeliest_component_top(model, x, observed) -> torch.Tensor:
+    """(M,): the model's own candidate for phi, read from x_bottom alone: the hidden pixels' probabilities in
+    the component c* = argmax_c p(c | x_bottom) (Bayes over the mixture's components, the observed pixels as
+    the only evidence). The hidden pixels of x are zeroed before anything looks at them, so this candidate
+    cannot leak the answer, unlike a phi built from the true top (0.95 on its ink), which is the posterior's
+    answer put into the question. For a bottom the model reads as a 9 it is notebook 04's "top of a 9".
+    x (P,) one binary image, observed (P,) bool; model a ``BernoulliMixture``."""
+    _check_image(x, observed)
+    seen_only = torch.where(observed, x, torch.zeros((), dtype=x.dtype))  # the hidden pixels never enter
+    r = model.cluster_posterior_observed(seen_only[None], observed)[0]
+    return model.probs[int(r.argmax())][~observed]
+
+
 def _check_image(x, observed) -> int:
     """Validate one image and its mask; return the number M of hidden pixels."""
     if not isinstance(x, torch.Tensor) or x.dim() != 1:
@@ -77,7 +90,7 @@ def optimize_phi(model, x, observed, n_steps: int = 300, n_samples: int = 64, lr
         f_k = log p(x_top_k, x_bottom) - log q(x_top_k),  b_k = mean of the other K - 1 values of f,
     unbiased because E_q[grad log q] = 0 and b_k does not depend on x_top_k. Each step hands minus
     this estimate to Adam as eta's gradient (Adam minimizes). Notebook 04 writes the same loop.
-    Returns (phi (M,), history: the ELBO estimate mean_s f_k at every step).
+    Returns (phi (M,), history: the ELBO estimate mean_k f_k at every step).
     """
     M = _check_image(x, observed)
     check_positive_int(n_steps, "n_steps")

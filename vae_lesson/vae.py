@@ -567,13 +567,13 @@ def fit_encoder(model: VAE, grey_train, n_steps: int = 600, lr: float = 0.02, ba
 RECIPES = {
     "course": Recipe(),
     "2d": Recipe(latent_dim=2, n_steps=5000),
-    "2d-ae": Recipe(latent_dim=2, n_steps=1000, kl_weight=0.0),  # notebook 07: the 2-D recipe without the KL, a short run
+    "2d-ae": Recipe(latent_dim=2, n_steps=5000, kl_weight=0.0),  # notebook 07: the 2-D recipe without the KL, as long
 }
 
 
 def trained_vae(name: str = "course", cache: bool = True, progress: bool = True, with_history: bool = False):
     """The course's trained VAE ``name`` ("course": latent 20; "2d": latent 2, for the explorer; "2d-ae":
-    the 2-D recipe with kl_weight = 0, an autoencoder, for notebook 07's comparison).
+    the 2-D recipe with kl_weight = 0 and the same steps, an autoencoder, for notebook 07's comparison).
 
     Loaded from the cache (``checkpoints.cache_dir()``) when a checkpoint made with the same
     recipe is there; otherwise trained (about 10-15 s) on the fixed split, with the training and

@@ -292,7 +292,7 @@ def elbo_explorer(model: Latent1DModel, x: float, q_mean: float = -4.0, q_std: f
     return parts
 
 
-PRESETS = ("0.5 everywhere", "1 everywhere", "top of the true digit", "exact posterior marginals", "painted")
+PRESETS = ("0.5 everywhere", "1 everywhere", "top of likeliest component", "exact posterior marginals", "painted")
 
 
 def missing_half_explorer(model, images: torch.Tensor, labels: torch.Tensor, observed: torch.Tensor,
@@ -300,7 +300,9 @@ def missing_half_explorer(model, images: torch.Tensor, labels: torch.Tensor, obs
     """Slide 11 (41:58) as a widget: pick a digit whose top half is hidden, pick a preset for
     phi (or paint the 32 hidden pixels by clicking them: a clicked pixel flips between
     phi = 0.95 and 0.05), and see q's image, the exact posterior marginals, samples from q and
-    ELBO, KL(q || p(x_top | x_bottom)) and log p(x_bottom).
+    ELBO, KL(q || p(x_top | x_bottom)) and log p(x_bottom). Every preset is built from x_bottom (and the
+    model) alone: "top of likeliest component" is ``missing_half.likeliest_component_top``, the
+    prototype of the component most probable given x_bottom, never the true top (that would leak the answer).
 
     images (n, 64) binary, labels (n,), observed (64,) bool (the bottom half). The ELBO uses one
     fixed table of uniforms, so it changes smoothly with phi.
@@ -314,9 +316,9 @@ def missing_half_explorer(model, images: torch.Tensor, labels: torch.Tensor, obs
                              value=0, description="digit")
     preset = widgets.ToggleButtons(options=PRESETS, value=PRESETS[0], description="phi",
                                    tooltips=["phi_j = 0.5 for every hidden pixel", "phi_j = 1 (all ink)",
-                                             "0.95 on the true image's ink, 0.05 elsewhere",
+                                             "the hidden pixels' probabilities in the component most probable given x_bottom",
                                              "the exact p(x_j = 1 | x_bottom)", "what the grid below shows"],
-                                   style={"button_width": "200px"})
+                                   style={"button_width": "215px"})
     pixels = [widgets.ToggleButton(value=False, layout=widgets.Layout(width="28px", height="28px"),
                                    tooltip=f"hidden pixel {j}") for j in range(n_missing)]
     grid = widgets.GridBox(pixels, layout=widgets.Layout(grid_template_columns="repeat(8, 30px)"))
@@ -339,13 +341,12 @@ def missing_half_explorer(model, images: torch.Tensor, labels: torch.Tensor, obs
     current = {"phi": torch.full((n_missing,), 0.5), "busy": False}
 
     def phi_for(name: str, x: torch.Tensor) -> torch.Tensor:
-        top = x[~observed]
         if name == "0.5 everywhere":
             return torch.full((n_missing,), 0.5)
         if name == "1 everywhere":
             return torch.ones(n_missing)
-        if name == "top of the true digit":
-            return torch.where(top > 0, 0.95, 0.05)
+        if name == "top of likeliest component":  # from x_bottom only, as notebook 04's "top of a 9"
+            return mh.likeliest_component_top(model, x, observed).float()
         if name == "exact posterior marginals":
             return model.missing_marginals(x[None], observed)[0][~observed].float()
         return torch.tensor([0.95 if p.value else 0.05 for p in pixels])

@@ -154,7 +154,7 @@ def linear_gaussian_elbo(student_fn) -> CheckResult:
             mistakes = list(mistakes.items()) + _pca_epsilon_mistakes(expected, x.shape[1], sigma2, s2)
             answer = student_fn(*(t.clone() for t in (x, W, b, log_sigma, m, ls)))
             require_tensor(answer, "ELBO")
-            require_float64(answer, "ELBO", "Section 5 trains with your ELBO and section 8 checks log p(x) = ELBO + KL "
+            require_float64(answer, "ELBO", "The next cell runs the lecture's loop with your ELBO, and section 9 checks log p(x) = ELBO + KL "
                                             "image by image to 1e-8 nats.")
             # float64 work agrees with the reference to round-off (1e-15 relative); the bound leaves room for
             # another order of the sums and no room for an epsilon the notebook's 1e-8 identity would notice
