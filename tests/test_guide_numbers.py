@@ -83,8 +83,7 @@ def test_the_gaps_of_notebook_06():
     amort, amort_se = find(rf"amortization\s+gap:\s+({NUMBER}) ± ({NUMBER})", printed, "06")
     quoted = find(rf"({NUMBER}) \(\$K = 1000\$, proposal \$q_\\phi\$\) and ({NUMBER}) \(\$K = 1000\$, proposal: the refined \$q\$\).*?"
                   rf"approximation gap ({NUMBER}) ± ({NUMBER}), amortization gap ({NUMBER}) ± ({NUMBER})", guide(), "guide")
-    assert quoted == (round(q_phi, 2), round(refined, 2), round(approx, 2), round(approx_se, 2),
-                      round(amort, 2), round(amort_se, 2))
+    assert quoted == (q_phi, refined, approx, approx_se, amort, amort_se)  # as printed
 
 
 def test_notebook_04_quotes_the_total_gap_notebook_06_measures():
@@ -110,3 +109,124 @@ def test_no_notebook_sends_students_to_a_numbered_list_they_never_see():
     for path in sorted(NOTEBOOKS.glob("*.ipynb")):
         text = markdown_of(path.name[:2])
         assert not re.search(r"confusion \d", text, re.IGNORECASE), f"{path.name} refers to a numbered confusion"
+
+
+# --- every number in the guide's notebook sections comes from that notebook ---------------------------
+
+GUIDE_NUMBER = re.compile(r"(?<![\w.:/])[−-]?\d[\d,]*\.\d+(?:e[−-]?\d+)?%?|(?<![\w.:/])\d{1,3}(?:,\d{3})+|(?<![\w.:/])\d{3,}(?!\d)|"
+                          r"(?<![\w.:/])\d+(?:\.\d+)?%|(?<![\w.:/])\d+(?:\.\d+)?e[−-]\d+")
+MARKERS = re.compile(r"<!--time:.*?<!--/time-->", re.S)
+
+
+def guide_sections() -> dict[str, str]:
+    """{"01": the guide's text about notebook 01, ...}: each "## 0N ·" section up to the next "---" rule."""
+    out = {}
+    for match in re.finditer(r"^## (0\d) · .*?$(.*?)(?=^---\s*$|^## |\Z)", guide(), re.S | re.M):
+        out[match.group(1)] = match.group(2)
+    return out
+
+
+def notebook_text(stem: str) -> str:
+    """The notebook's sources and every output it stores (streams, text, Markdown, HTML), normalized as the
+    guide's numbers are: unicode minus to '-', no thousands separators."""
+    nb = nbformat.read(next(NOTEBOOKS.glob(f"{stem}*.ipynb")), as_version=4)
+    parts = []
+    for cell in nb.cells:
+        parts.append(cell.source)
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            for key in ("text/plain", "text/markdown", "text/html"):
+                parts.append(out.get("data", {}).get(key, ""))
+    return "\n".join(parts).replace("−", "-").replace(",", "")
+
+
+def numbers_not_in_the_notebook(stem: str, text: str) -> list[str]:
+    have = notebook_text(stem)
+    found = []
+    for raw in GUIDE_NUMBER.findall(MARKERS.sub("", text)):
+        number = raw.replace("−", "-").replace(",", "")
+        if number not in have and number.lstrip("-") not in have:
+            found.append(raw)
+    return sorted(set(found))
+
+
+@pytest.mark.parametrize("stem", [f"0{i}" for i in range(1, 8)])
+def test_every_number_the_guide_quotes_is_in_its_notebook(stem):
+    """A decimal, a percentage, a number of three or more digits written in the guide's section on a notebook
+    appears in that notebook (its stored outputs or its own text): the guide never carries a number the
+    notebook does not show. Run times and memory are markers (tools/sync_times.py), filled from the benchmark."""
+    sections = guide_sections()
+    assert stem in sections, f"the guide has no '## {stem} ·' section"
+    missing = numbers_not_in_the_notebook(stem, sections[stem])
+    assert not missing, f"the guide's section on notebook {stem} quotes numbers the notebook does not show: {missing}"
+
+
+def test_the_number_lint_finds_a_number_that_is_not_there():
+    assert numbers_not_in_the_notebook("02", "the estimate is −123.4567 at K = 7,777") == ["7,777", "−123.4567"]
+    assert numbers_not_in_the_notebook("02", "<!--time:nb:02-->about 5.5 s<!--/time-->") == []
+
+
+# --- the class plan follows the notebooks' core marks ----------------------------------------------------
+
+LAB_ROW = re.compile(r"^\|\s*notebook (0\d),? sections? ([\d, –-]+?)\s*\|.*?\|\s*(\d+) min\s*\|", re.M)
+
+
+def section_marks() -> dict[tuple[str, str], tuple[str, int]]:
+    """{(notebook, section): (core/optional, minutes)} from the notebooks' headings."""
+    marks = {}
+    for path in sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        for line in markdown_of(path.stem[:2]).splitlines():
+            m = re.match(r"^## (\d+)\. .* · (core|optional) · (\d+) min\s*$", line)
+            if m:
+                marks[(path.stem[:2], m.group(1))] = (m.group(2), int(m.group(3)))
+    return marks
+
+
+def _sections(spec: str) -> list[str]:
+    out = []
+    for part in re.split(r",\s*", spec.strip()):
+        if re.match(r"^\d+[–-]\d+$", part):
+            a, b = re.split(r"[–-]", part)
+            out += [str(n) for n in range(int(a), int(b) + 1)]
+        elif part:
+            out.append(part)
+    return out
+
+
+def class_plan() -> dict[str, list[tuple[str, list[str], int]]]:
+    """{"Lab 1": [(notebook, [sections], minutes)], ...} from the guide's '### Lab N' tables."""
+    text = guide()
+    labs = {}
+    for match in re.finditer(r"^### (Lab \d)\b.*?$(.*?)(?=^### |^## |\Z)", text, re.S | re.M):
+        labs[match.group(1)] = [(nb, _sections(spec), int(minutes)) for nb, spec, minutes in LAB_ROW.findall(match.group(2))]
+    return labs
+
+
+def test_three_labs_of_two_hours_cover_every_core_section_once():
+    labs, marks = class_plan(), section_marks()
+    assert len(labs) == 3, f"the class plan must have three '### Lab N' sections, found {sorted(labs)}"
+    planned = [(nb, s) for rows in labs.values() for nb, sections, _ in rows for s in sections]
+    core = sorted(key for key, (kind, _) in marks.items() if kind == "core")
+    assert sorted(planned) == core, (sorted(set(core) - set(planned)), sorted(set(planned) - set(core)))
+    for lab, rows in labs.items():
+        for nb, sections, minutes in rows:
+            assert minutes == sum(marks[(nb, s)][1] for s in sections), (lab, nb, sections, minutes)
+        assert sum(minutes for _, _, minutes in rows) <= 120, (lab, rows)
+
+
+def test_the_guides_student_times_are_the_notebooks_marks():
+    """The 'At a glance' table's "core + optional" minutes and the total core the guide states are the sums of the
+    notebooks' section marks, as are the minutes each notebook's first cell states."""
+    marks = section_marks()
+    text = guide()
+    rows = dict(re.findall(r"^\| (0\d) \| \[.*?\|\s*(\d+ \+ \d+) min\s*\|", text, re.M))
+    assert sorted(rows) == [f"0{i}" for i in range(1, 8)], sorted(rows)
+    for nb, cell in rows.items():
+        core = sum(m for (n, _), (kind, m) in marks.items() if n == nb and kind == "core")
+        optional = sum(m for (n, _), (kind, m) in marks.items() if n == nb and kind == "optional")
+        assert cell == f"{core} + {optional}", (nb, cell, core, optional)
+        first = nbformat.read(next(NOTEBOOKS.glob(f"{nb}_*.ipynb")), as_version=4).cells[0].source
+        assert f"core about {core} min · optional about {optional} min" in first, (nb, core, optional)
+    total = sum(m for kind, m in marks.values() if kind == "core")
+    stated = {int(n) for n in re.findall(r"whole core \((\d+) minutes\)|take (\d+) minutes of student time", text) for n in n if n}
+    assert stated == {total}, (stated, total)

@@ -13,7 +13,8 @@ Keys (``value``): ``nb:NN`` a notebook top to bottom in a fresh kernel from an e
 student's second run (``notebooks-warm``); ``train:NAME`` and ``train:NAME:busy`` training
 ``vae.trained_vae(NAME)`` from an empty cache in a fresh process, on an idle machine and with
 CPU-bound processes alongside (``first-start``); ``suite`` and ``suite:busy`` the README's test
-command (``suite``, ``suite-loaded``). Jupyter and GitHub render the markers invisibly.
+command (``suite``, ``suite-loaded``); ``mem:NN`` a notebook's peak kernel memory (``notebooks``).
+Jupyter and GitHub render the markers invisibly.
 """
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results.json"
 MARKER = re.compile(r"<!--time:([\w:.-]+)-->(.*?)<!--/time-->", re.S)
+
+
+def render_key(key: str, results: dict) -> str:
+    """The text a marker shows: a run time, or for ``mem:NN`` a notebook's peak kernel memory ("about 580 MiB")."""
+    if key.startswith("mem:"):
+        return f"about {10 * round(value(key, results) / 10)} MiB"
+    return render(value(key, results))
 
 
 def render(seconds: float) -> str:
@@ -42,10 +50,10 @@ def value(key: str, results: dict) -> float:
     """The seconds a key stands for, from the benchmark's results; KeyError saying what to run if missing."""
     kind, _, rest = key.partition(":")
     try:
-        if kind in ("nb", "nbwarm"):
-            section = results["notebooks" if kind == "nb" else "notebooks-warm"]
+        if kind in ("nb", "nbwarm", "mem"):
+            section = results["notebooks-warm" if kind == "nbwarm" else "notebooks"]
             name = next(n for n in section if n.startswith(rest + "_"))
-            return float(section[name]["seconds"])
+            return float(section[name]["peak_mib" if kind == "mem" else "seconds"])
         if kind == "train":
             name, _, busy = rest.partition(":")
             return float(results["first-start"]["models"][name]["loaded_s" if busy == "busy" else "idle_s"])
@@ -54,7 +62,7 @@ def value(key: str, results: dict) -> float:
     except (KeyError, StopIteration):
         raise KeyError(f"benchmarks/results.json has no measurement for time:{key}; run benchmarks/run.py with the "
                        "section it needs (notebooks, notebooks-warm, first-start, suite, suite-loaded)") from None
-    raise KeyError(f"unknown time key {key!r} (nb:NN, nbwarm:NN, train:NAME[:busy], suite[:busy])")
+    raise KeyError(f"unknown time key {key!r} (nb:NN, nbwarm:NN, mem:NN, train:NAME[:busy], suite[:busy])")
 
 
 def files() -> list[Path]:
@@ -78,7 +86,7 @@ def stale(results: dict) -> list[str]:
     for path in files():
         for where, text in _texts(path):
             for key, said in MARKER.findall(text):
-                want = render(value(key, results))
+                want = render_key(key, results)
                 if said != want:
                     out.append(f"{where}: time:{key} says {said!r}, the benchmark gives {want!r}")
     return out
@@ -90,7 +98,7 @@ def sync(results: dict) -> int:
 
     def fix(match):
         nonlocal changed
-        want = render(value(match.group(1), results))
+        want = render_key(match.group(1), results)
         changed += want != match.group(2)
         return f"<!--time:{match.group(1)}-->{want}<!--/time-->"
 
