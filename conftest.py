@@ -71,7 +71,7 @@ OTHER_CPU_NOTEBOOKS = ("01", "02", "03", "04", "05")
 # of tests/exercise_answers.py (two or three rounds per notebook), the nbgrader round trip (three
 # autograded runs of notebook 03), the other notebooks, then the unit-test modules that take longest (8-20 s
 # each); the many short modules come last and even out the end.
-FIRST = ("notebooks/07", "tests/test_browser.py", "tests/test_explorer_browser.py", "notebooks/06",
+FIRST = ("notebooks/07", "tests/test_hub_nbgrader.py", "tests/test_hub.py", "tests/test_browser.py", "tests/test_explorer_browser.py", "notebooks/06",
          "tests/test_exercise_routes.py", "tests/test_nbgrader.py", "tests/test_app.py",
          "tests/test_student.py", "notebooks/", "tests/test_vae.py", "tests/test_widgets_nb06_nb07.py",
          "tests/test_missing_half.py", "tests/test_gradients.py", "tests/test_latent1d.py")

@@ -5,17 +5,26 @@
     python3 dev.py test    # set up .venv if needed, then run every test and every notebook
     python3 dev.py app     # the latent explorer (notebook 07) and ELBO playground (03) as a web app
     python3 dev.py grade-course COURSE_DIR  # an nbgrader course from notebooks/ (README: grading)
+    python3 dev.py hub [--port 8000] [--state .hub]  # JupyterHub for a class on this machine (README:
+                           # instructor section; needs node and npm for the proxy)
+    python3 dev.py hub-link REPO_URL [--hub URL] [--branch main] [--path notebooks]
+                           # the nbgitpuller link that brings the course into each student's home
 
 Needs only Python 3.10+ to start. The environment is rebuilt when requirements.txt or
-pyproject.toml change. Extra arguments go to JupyterLab or pytest, e.g.
-``python3 dev.py test -k mixture``.
+pyproject.toml change; `hub` and `test` also install requirements-hub.txt (JupyterHub and
+the idle culler; nbgitpuller is in requirements.txt) into it and configurable-http-proxy into hub/node_modules (npm ci), each once.
+Extra arguments go to JupyterLab or pytest, e.g. ``python3 dev.py test -k mixture``.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import venv
 from pathlib import Path
@@ -176,6 +185,12 @@ def app(args: list[str]) -> int:
 
 def test(args: list[str]) -> int:
     ensure_env()
+    try:
+        ensure_hub_env()  # the hub tests (tests/test_hub*.py) drive a real JupyterHub and its proxy
+    except SetupFailed as exc:
+        if not isinstance(exc, NodeMissing):
+            sys.exit(str(exc))
+        print(f"{exc} The hub tests will be skipped.", flush=True)
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0")
     # the tests' start-up file (tests/offline/sitecustomize.py: the offline guard) from the first
     # import on; conftest.py adds it too, for a plain `pytest`, but only after pytest's plugins loaded
@@ -228,8 +243,295 @@ def grade_course(args: list[str]) -> int:
     return subprocess.call([str(PYTHON), str(ROOT / "tools" / "nbgrader_course.py"), *args])
 
 
+# ---- JupyterHub for a class (python3 dev.py hub) --------------------------------------------------------------
+HUB = ROOT / "hub"
+HUB_CONFIG = HUB / "jupyterhub_config.py"
+HUB_STAMP = VENV / ".vae-lesson-hub-installed"
+PROXY = HUB / "node_modules" / ".bin" / "configurable-http-proxy"
+PROXY_STAMP = HUB / "node_modules" / ".vae-lesson-installed"
+HUB_MODULES = ("jupyterhub", "nbgitpuller")
+
+
+class NodeMissing(SetupFailed):
+    """node or npm is not installed (the proxy needs them)."""
+
+
+def node_missing() -> str | None:
+    """Why the hub's proxy cannot be installed or run here (no node or npm on PATH), or None."""
+    missing = [name for name in ("node", "npm") if shutil.which(name) is None]
+    if missing:
+        return (f"{' and '.join(missing)} not found on PATH: JupyterHub's proxy (configurable-http-proxy, from npm) "
+                "needs Node.js 20 or newer with npm; install them (e.g. `apt-get install nodejs npm`, or from "
+                "nodejs.org) and run this again.")
+    return None
+
+
+def _file_hash(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for path in paths:
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def ensure_hub_env() -> None:
+    """On top of ensure_env: requirements-hub.txt into .venv and configurable-http-proxy into hub/node_modules
+    (`npm ci --prefix hub`, the versions of hub/package-lock.json), each a stage that runs once (a stamp holds
+    the hash of what it installed). Raises SetupFailed (NodeMissing without node/npm) with one line."""
+    stages = []
+    if not (HUB_STAMP.exists() and HUB_STAMP.read_text() == _file_hash(ROOT / "requirements-hub.txt") + _fingerprint()):
+        stages.append("pip")
+    if not (PROXY_STAMP.exists() and PROXY_STAMP.read_text() == _file_hash(HUB / "package-lock.json") and PROXY.exists()):
+        stages.append("npm")
+    if "npm" in stages or not PROXY.exists():
+        why = node_missing()
+        if why:
+            raise NodeMissing(why)
+    if not stages:
+        return
+    for n, stage in enumerate(stages, 1):
+        if stage == "pip":
+            with open(LOG, "a") as log:
+                run_stage(n, len(stages), "installing the hub's packages (requirements-hub.txt: JupyterHub and the idle "
+                          "culler) into .venv",
+                          [PYTHON, "-m", "pip", "--disable-pip-version-check", "install", "--progress-bar", "off",
+                           "-r", "requirements-hub.txt"], log)
+            HUB_STAMP.write_text(_file_hash(ROOT / "requirements-hub.txt") + _fingerprint())
+        else:
+            run_stage(n, len(stages), "installing JupyterHub's proxy (configurable-http-proxy, npm ci --prefix hub) "
+                      "into hub/node_modules", ["npm", "ci", "--prefix", str(HUB), "--no-audit", "--no-fund"])
+            PROXY_STAMP.write_text(_file_hash(HUB / "package-lock.json"))
+
+
+# Loads a hub configuration file (argv[1]) as JupyterHub would (exit 2 and one line when it fails), then checks
+# that every managed service (the idle culler) can start: its program exists and a `python -m MODULE` finds the
+# module (exit 3 and one line when not).
+_CONFIG_CHECK = """
+import importlib.util, os, shutil, subprocess, sys, traceback
+from traitlets.config.loader import PyFileConfigLoader
+path = sys.argv[1]
+try:
+    config = PyFileConfigLoader(os.path.basename(path), os.path.dirname(path)).load_config()
+except Exception as exc:
+    where = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
+    line = getattr(exc, 'lineno', None) or (where[-1].lineno if where else '?')
+    print(f'line {line}: {type(exc).__name__}: {exc}')
+    sys.exit(2)
+for service in config.JupyterHub.get('services', []) or []:
+    cmd = service.get('command')
+    if not cmd:
+        continue
+    name = service.get('name', '?')
+    program = cmd[0] if os.path.isabs(cmd[0]) else shutil.which(cmd[0])
+    if not program or not os.access(program, os.X_OK):
+        print(f"the hub service {name!r} cannot start: {cmd[0]} is not an executable program")
+        sys.exit(3)
+    if '-m' in cmd[1:-1]:
+        module = cmd[cmd.index('-m', 1) + 1]
+        find = 'import importlib.util, sys; sys.exit(importlib.util.find_spec(sys.argv[1].split(".")[0]) is None)'
+        if subprocess.run([program, '-c', find, module]).returncode != 0:
+            print(f"the hub service {name!r} cannot start: {program} has no module {module} "
+                  f"(pip install -r requirements-hub.txt installs jupyterhub-idle-culler)")
+            sys.exit(3)
+"""
+
+
+def port_in_use(port: int) -> bool:
+    """Something listens on 127.0.0.1:PORT (connections closing in TIME_WAIT do not count, as for the proxy)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def hub_problem(port: int, config: Path, state: Path) -> str | None:
+    """What stops the hub from starting, in one line, checked before starting it: a port in use, no node,
+    JupyterHub missing from .venv, a configuration file that does not load, a hub service (the idle culler) that
+    cannot start."""
+    if not 0 < port < 65536:
+        return f"--port {port} is not a port number (1-65535)"
+    if port_in_use(port):
+        return (f"port {port} on 127.0.0.1 is in use (another hub or server?): stop it, or choose another port "
+                f"with --port")
+    why = node_missing()
+    if why:
+        return why
+    if not PROXY.exists():
+        return f"JupyterHub's proxy is not installed ({PROXY} is missing): run `npm ci --prefix hub`"
+    check = ("import importlib.util, sys; missing = [m for m in sys.argv[1:] if importlib.util.find_spec(m) is None]; "
+             "print(' '.join(missing))")
+    missing = subprocess.run([str(PYTHON), "-c", check, *HUB_MODULES], capture_output=True, text=True).stdout.split()
+    if missing:
+        return (f"{', '.join(missing)} not installed in {VENV}: run "
+                f"`{PYTHON} -m pip install -r requirements-hub.txt`")
+    if not config.is_file():
+        return f"the hub's configuration file {config} does not exist"
+    result = subprocess.run([str(PYTHON), "-c", _CONFIG_CHECK, str(config)], capture_output=True, text=True,
+                            env=_hub_env(port, state))
+    said = (result.stdout.strip().splitlines() or result.stderr.strip().splitlines()[-1:] or ["?"])[-1]
+    if result.returncode == 2:
+        return f"the hub's configuration {config} does not load ({said[:300]}): fix it and run this again"
+    if result.returncode != 0:
+        return f"{said[:400]} (in {config})"
+    return None
+
+
+def _hub_env(port: int, state: Path) -> dict:
+    """The variables hub/jupyterhub_config.py reads."""
+    return dict(os.environ, VAE_LESSON_HUB_REPO=str(ROOT), VAE_LESSON_HUB_PORT=str(port), VAE_LESSON_HUB_STATE=str(state))
+
+
+def hub_token(state: Path) -> str:
+    """The admin service's token: $VAE_LESSON_HUB_API_TOKEN, else STATE/api_token (made on the first start, 0600)."""
+    if os.environ.get("VAE_LESSON_HUB_API_TOKEN"):
+        return os.environ["VAE_LESSON_HUB_API_TOKEN"]
+    path = state / "api_token"
+    if not path.exists():
+        import secrets
+
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
+
+
+def prepare_models(state: Path) -> None:
+    """Train every course model once into STATE/model-cache (the servers load them from there)."""
+    code = ("from vae_lesson.vae import RECIPES, trained_vae\n"
+            "for name in RECIPES:\n    print(f'      {name}', flush=True); trained_vae(name, progress=False)\n")
+    print(f"The course's models in {state / 'model-cache'}: each trained there once (about a minute in all), "
+          "then loaded by every student's notebooks 06 and 07 ...", flush=True)
+    start = time.perf_counter()
+    code_ = subprocess.call([str(PYTHON), "-c", code], cwd=ROOT,
+                            env=dict(os.environ, VAE_LESSON_CACHE=str(state / "model-cache")))
+    if code_ != 0:
+        sys.exit(f"training the course's models failed (exit code {code_}); see above")
+    print(f"      done in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+def hub(args: list[str]) -> int:
+    """JupyterHub for the course on http://127.0.0.1:PORT/ with hub/jupyterhub_config.py, in the foreground;
+    Ctrl-C (or SIGTERM) stops it with its proxy, idle culler and the students' servers."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python3 dev.py hub", description=hub.__doc__)
+    parser.add_argument("--port", type=int, default=8000, help="the hub's port on 127.0.0.1 (default 8000)")
+    parser.add_argument("--state", type=Path, default=ROOT / ".hub",
+                        help="the hub's state folder: database, homes, exchange, model cache (default .hub/)")
+    parser.add_argument("--config", type=Path, default=HUB_CONFIG, help="JupyterHub's configuration file")
+    parser.add_argument("--prepare-models", action="store_true",
+                        help="train the course's models into STATE/model-cache before starting (once, about a minute)")
+    opts = parser.parse_args(args)
+    state, config = opts.state.resolve(), opts.config.resolve()
+    if port_in_use(opts.port):  # before any setup: the commonest mistake, said at once
+        sys.exit(hub_problem(opts.port, config, state))
+    ensure_env()
+    try:
+        ensure_hub_env()
+    except SetupFailed as exc:
+        sys.exit(str(exc))
+    state.mkdir(parents=True, exist_ok=True)
+    problem = hub_problem(opts.port, config, state)
+    if problem:
+        sys.exit(problem)
+    token = hub_token(state)
+    if opts.prepare_models:
+        prepare_models(state)
+    env = _hub_env(opts.port, state)
+    env.update(VAE_LESSON_HUB_API_PORT=str(_free_port()), VAE_LESSON_HUB_PROXY_API_PORT=str(_free_port()),
+               VAE_LESSON_HUB_API_TOKEN=token, PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}")
+    return run_hub([str(BIN / "jupyterhub"), "-f", str(config)], env, opts.port, state)
+
+
+def run_hub(cmd: list[str], env: dict, port: int, state: Path) -> int:
+    """Start the hub in a session of its own (SIGINT reset to the default, so that it and its services stop in
+    seconds), keep its log in STATE/jupyterhub.log, say where it is once it answers and show its log from then
+    on; a hub that stops while starting gives one line and the log's path. SIGINT and SIGTERM to this process
+    are passed on to the hub, which stops its proxy, culler and servers."""
+    import urllib.request
+
+    log_path = state / "jupyterhub.log"
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            bufsize=1, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+    def forward(signum, frame):
+        if proc.poll() is None:
+            proc.send_signal(signum)
+
+    signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGTERM, forward)
+    ready = threading.Event()
+    tail: list[str] = []
+
+    def pump():
+        with open(log_path, "a") as log:
+            for line in proc.stdout:
+                log.write(line)
+                log.flush()
+                if ready.is_set():
+                    print(line, end="", flush=True)
+                else:
+                    tail[:] = (tail + [line.rstrip()])[-40:]
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    url = f"http://127.0.0.1:{port}/"
+    while proc.poll() is None and not ready.is_set():
+        try:
+            with urllib.request.urlopen(f"{url}hub/api/", timeout=5) as response:
+                if response.status == 200:
+                    ready.set()
+        except Exception:  # noqa: BLE001 - not answering yet
+            time.sleep(0.2)
+    if ready.is_set():
+        print(f"JupyterHub for the course: {url}  (state in {state}; stop with Ctrl-C)", flush=True)
+    code = proc.wait()
+    reader.join(5)
+    if not ready.is_set():
+        errors = [t for t in tail if " E " in t[:30] or t.startswith(("[E", "ERROR")) or "Error" in t]
+        said = (errors or [t for t in tail if t.strip()] or [f"exit code {code}"])[-1].strip()
+        print(f"JupyterHub stopped while starting (exit code {code}): {said[:300]}; its full log: {log_path}",
+              file=sys.stderr, flush=True)
+        return code or 1
+    return 0 if code in (0, -signal.SIGINT, -signal.SIGTERM) else code
+
+
+def nbgitpuller_link(repo: str, hub: str = "http://127.0.0.1:8000", branch: str = "main",
+                     path: str = "notebooks", app: str = "lab") -> str:
+    """The nbgitpuller link for a hub: a student who opens it logs in, gets a server, and finds the repository
+    cloned (or merged with their own edits) in their home, JupyterLab open on ``path`` inside it."""
+    from urllib.parse import urlencode
+
+    folder = repo.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+    urlpath = f"{app}/tree/{folder}/{path}".rstrip("/")
+    return f"{hub.rstrip('/')}/hub/user-redirect/git-pull?" + urlencode({"repo": repo, "branch": branch, "urlpath": urlpath})
+
+
+def hub_link(args: list[str]) -> int:
+    """Print the nbgitpuller link that brings the course (REPO_URL) into each student's home on the hub."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python3 dev.py hub-link", description=hub_link.__doc__)
+    parser.add_argument("repo", help="the course's git repository, e.g. https://github.com/OWNER/vae-lesson")
+    parser.add_argument("--hub", default="http://127.0.0.1:8000", help="the hub's address (default: the local hub)")
+    parser.add_argument("--branch", default="main")
+    parser.add_argument("--path", default="notebooks", help="the folder (or notebook) to open, inside the repository")
+    opts = parser.parse_args(args)
+    print(nbgitpuller_link(opts.repo, opts.hub, opts.branch, opts.path))
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    commands = {"lab": lab, "test": test, "app": app, "grade-course": grade_course}
+    commands = {"lab": lab, "test": test, "app": app, "grade-course": grade_course, "hub": hub, "hub-link": hub_link}
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2

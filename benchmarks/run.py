@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/run.py                     # notebooks, widgets, explorer, vae, amortization, ablation
     .venv/bin/python benchmarks/run.py --only suite,suite-loaded,first-start  # the test command, idle and busy
     .venv/bin/python benchmarks/run.py --only vae,widgets  # some sections
+    .venv/bin/python benchmarks/run.py --only hub          # a class on JupyterHub (a few minutes)
     .venv/bin/python benchmarks/run.py --install           # also time a fresh install (slow)
     .venv/bin/python benchmarks/run.py --readme            # and put the tables into README.md
 
@@ -40,6 +41,13 @@ Measures on the machine it runs on and writes ``benchmarks/results.json`` and
   ``timings``) and end to end, from the dispatched event to the animation frame in which the digit canvas
   was redrawn; median and 95th percentile. Next to it the old kernel-side widget: one slider update in the
   kernel (the ``widgets`` section) and key press to new pixels in Chromium (tests/test_browser.py's app test).
+- ``hub`` (only with --only hub; needs node and `python3 dev.py hub`'s install): a class on the course's
+  JupyterHub, started with `python3 dev.py hub` on a free port in a fresh state folder whose shared model
+  cache holds the course's models, driven through its REST API, the contents API and the kernel websocket
+  (hub/client.py): notebooks 01-05 each by one student; 2, 4 and 6 students at once on notebook 01 (each
+  against the solo run); notebooks 06 and 07 with the shared cache and with an empty one. Per student: wall
+  seconds, peak memory of the student's server plus kernel, CPU seconds of both; spawn times and the memory
+  of an idle server and of the hub's own processes.
 - ``install`` (only with --install): wall time and size of a fresh environment made as
   ``python3 dev.py lab`` makes it (a venv, ``pip install -r requirements.txt``).
 """
@@ -53,6 +61,7 @@ import math
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -63,7 +72,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks"
 SECTIONS = ("notebooks", "notebooks-warm", "suite", "suite-loaded", "first-start", "widgets", "explorer", "vae", "amortization",
-            "ablation", "install")
+            "ablation", "hub", "install")
 ABLATION_JSON = ROOT / "vae_lesson" / "ablation.json"
 TARGETS = {"notebook_s": 60.0, "early_notebook_s": 30.0, "collection_s": 240.0, "suite_s": 360.0, "widget_median_ms": 30.0,
            "widget_p95_ms": 100.0, "peak_mib": 1536.0, "latent_2d_logpx": -18.5, "frame_ms": 16.0}
@@ -587,6 +596,164 @@ def bench_ablation(out_json: Path = ABLATION_JSON) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
+# a class on JupyterHub
+
+HUB_NOTEBOOK_CLASS = "01_latent_variable_models.ipynb"  # what several students run at once
+HUB_STUDENTS = (2, 4, 6)  # students at once: at 2 they share the 2 cores, at 4 and 6 they queue for them
+
+
+def _hub_run(server, pid: int, notebook: Path, idle_limit: float) -> dict:
+    """One student's run of ``notebook`` on their hub server, as a student runs it: the notebook put into
+    their home (contents API), a fresh kernel started there, every code cell run in order over the kernel's
+    websocket through the hub's proxy, the kernel shut down. Wall seconds from the kernel start to the last
+    cell's idle status (``run_s``: the cells alone), peak memory of the server plus kernel, CPU seconds of both."""
+    import psutil
+
+    from hub.client import TreeMeter
+
+    nb = json.loads(notebook.read_text(encoding="utf-8"))
+    server.upload(f"course/{notebook.name}", nb)
+    with TreeMeter(psutil.Process(pid)) as meter:
+        start = time.perf_counter()
+        kernel = server.start_kernel("course")
+        try:
+            run = kernel.run_notebook(nb, idle_limit=idle_limit, progress=meter.progress)
+            wall = time.perf_counter() - start
+            meter.progress()  # the kernel's last sample, before it goes
+        finally:
+            kernel.shutdown()
+    if run.error:
+        raise RuntimeError(f"{server.name} running {notebook.name} on the hub: {run.error}")
+    return {"wall_s": round(wall, 2), "run_s": round(run.wall_s, 2), "peak_mib": round(meter.peak_mib),
+            "cpu_s": round(meter.cpu_s, 1)}
+
+
+def bench_hub(students: tuple[int, ...] = HUB_STUDENTS, class_notebook: str = HUB_NOTEBOOK_CLASS) -> dict:
+    """A class on the course's JupyterHub (`python3 dev.py hub`, on a free port, state in a fresh folder whose
+    shared model cache holds the course's models: the developer's cache copied, then completed by
+    ``vae.trained_vae``), driven through its real interfaces (hub/client.py: the hub's REST API, each
+    student's server's contents API and kernel websocket, all through the proxy):
+    (a) notebooks 01-05, each by one student alone; (b) ``students`` students at once running
+    ``class_notebook`` (each with their own server, all started at once, then all kernels at once);
+    (c) notebooks 06 and 07 alone, with the shared cache (they load the models) and with an empty one (they
+    train them). Per student: wall seconds (kernel start to the last cell), the same against the solo
+    run, peak memory of their server plus kernel, CPU seconds of both. Also the servers' spawn times
+    and the memory of an idle server and of the hub's own processes."""
+    import threading
+
+    import psutil
+
+    for path in (ROOT, ROOT / "tests"):
+        if str(path) not in sys.path:
+            sys.path.insert(0, str(path))
+    import hubs  # tests/hubs.py: start_hub runs `python3 dev.py hub --port P --state S`
+    import patience
+    from hub.client import UserServer
+
+    why = hubs.hub_unavailable()
+    if why:
+        raise SystemExit(f"hub: {why}")
+    nbs = {p.name[:2]: p for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))}
+    limit = patience.idle_limit()
+    out = {"machine": machine(), "class_notebook": class_notebook, "solo": {}, "class": {}, "trained": {}}
+    with tempfile.TemporaryDirectory(prefix="bench-hub-") as tmp:
+        state = Path(tmp) / "state"
+        cache = state / "model-cache"
+        hubs._copy_models(cache)
+        subprocess.run([sys.executable, "-c", "from vae_lesson import vae\nfor n in vae.RECIPES: vae.trained_vae(n, progress=False)"],
+                       check=True, env={**os.environ, "VAE_LESSON_CACHE": str(cache)}, cwd=ROOT)
+        start = time.perf_counter()
+        hub = hubs.start_hub(state)
+        out["hub_start_s"] = round(time.perf_counter() - start, 1)
+        try:
+            names = [f"student{i}" for i in range(1, max(students) + 1)]
+            for name in names:
+                hub.add_user(name)
+            start = time.perf_counter()
+            hub.start_servers(names[0])
+            out["spawn_one_s"] = round(time.perf_counter() - start, 1)
+            start = time.perf_counter()
+            hub.start_servers(*names[1:])
+            out["spawn_at_once"] = {"servers": len(names) - 1, "seconds": round(time.perf_counter() - start, 1)}
+            servers = {n: UserServer(hub.url, n, hub.user_token(n)) for n in names}
+            pids = {n: hub.server_pid(n) for n in names}
+            out["idle_server_mib"] = round(statistics.median(psutil.Process(pids[n]).memory_info().rss for n in names) / 2**20)
+            print(f"  hub up in {out['hub_start_s']} s; one server {out['spawn_one_s']} s, {len(names) - 1} at once "
+                  f"{out['spawn_at_once']['seconds']} s; an idle server {out['idle_server_mib']} MiB", flush=True)
+
+            solo = names[0]
+            for key in ("01", "02", "03", "04", "05"):
+                row = _hub_run(servers[solo], pids[solo], nbs[key], limit)
+                out["solo"][nbs[key].name] = row
+                print(f"  {nbs[key].name} alone: {row['wall_s']} s, {row['peak_mib']} MiB, {row['cpu_s']} CPU s", flush=True)
+            reference = out["solo"][class_notebook]["wall_s"]
+
+            for n in students:
+                rows, errors = {}, []
+                gate = threading.Barrier(n)
+
+                def one(name):
+                    try:
+                        gate.wait()
+                        rows[name] = _hub_run(servers[name], pids[name], nbs[class_notebook[:2]], limit)
+                    except Exception as exc:  # noqa: BLE001 (reported below, with the student)
+                        errors.append(f"{name}: {exc}")
+
+                threads = [threading.Thread(target=one, args=(name,)) for name in names[:n]]
+                start = time.perf_counter()
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                elapsed = time.perf_counter() - start
+                if errors:
+                    raise RuntimeError("; ".join(errors))
+                walls = [r["wall_s"] for r in rows.values()]
+                out["class"][str(n)] = {
+                    "students": rows, "wall_mean_s": round(statistics.mean(walls), 2), "wall_max_s": round(max(walls), 2),
+                    "vs_solo": round(statistics.mean(walls) / reference, 2), "all_done_s": round(elapsed, 2),
+                    "notebooks_per_minute": round(60 * n / elapsed, 1),
+                    "peak_mib_max": max(r["peak_mib"] for r in rows.values()),
+                    "cpu_s_mean": round(statistics.mean(r["cpu_s"] for r in rows.values()), 1)}
+                c = out["class"][str(n)]
+                print(f"  {n} students at once on {class_notebook}: wall {c['wall_mean_s']} s mean, {c['wall_max_s']} s max "
+                      f"({c['vs_solo']}x solo), {c['notebooks_per_minute']} notebooks/min, peak {c['peak_mib_max']} MiB, "
+                      f"{c['cpu_s_mean']} CPU s each", flush=True)
+
+            full = state / "model-cache.full"
+            for key in ("06", "07"):
+                name = nbs[key].name
+                shared = _hub_run(servers[solo], pids[solo], nbs[key], limit)
+                cache.rename(full)  # an empty shared cache: the notebook trains what it needs
+                cache.mkdir()
+                try:
+                    empty = _hub_run(servers[solo], pids[solo], nbs[key], limit)
+                finally:
+                    shutil.rmtree(cache)
+                    full.rename(cache)
+                out["trained"][name] = {"shared_cache": shared, "empty_cache": empty}
+                print(f"  {name} alone: {shared['wall_s']} s with the shared cache, {empty['wall_s']} s with an empty one "
+                      f"(peak {shared['peak_mib']} / {empty['peak_mib']} MiB, {shared['cpu_s']} / {empty['cpu_s']} CPU s)",
+                      flush=True)
+
+            mib = {}
+            for pid in hub.pids():
+                try:
+                    proc = psutil.Process(pid)
+                    cmd = " ".join(proc.cmdline())
+                    kind = ("proxy" if "configurable-http-proxy" in cmd else "idle culler" if "idle_culler" in cmd
+                            else "jupyterhub" if cmd.split(" ")[1:2] and cmd.split(" ")[1].endswith("/jupyterhub") else None)
+                    if kind:
+                        mib[kind] = mib.get(kind, 0) + round(proc.memory_info().rss / 2**20)
+                except (psutil.NoSuchProcess, psutil.AccessDenied, IndexError):
+                    continue
+            out["hub_processes_mib"] = mib
+        finally:
+            hub.stop()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
 # install
 
 
@@ -710,6 +877,31 @@ def markdown(results: dict) -> str:
                      f"| {r['elbo_gain']:+.2f} ± {r['elbo_gain_se']:.2f} | {r['logpx_gain']:+.2f} ± {r['logpx_gain_se']:.2f} |")
             lines.append(f"| {name} | {r['test_elbo']:.2f} | {r['test_logpx']:.2f} ± {r['test_logpx_se']:.2f} | "
                          f"{r['train_elbo']:.2f} {gains}")
+    if "hub" in results:
+        h = results["hub"]
+        hm = h.get("machine", m)
+        lines += ["", f"A class on JupyterHub (`python3 dev.py hub`: one local server per student; each notebook run cell by cell "
+                      f"over the kernel websocket through the hub's proxy, from a fresh kernel; {hm['cpu']}, {hm['cores']} cores, "
+                      f"{hm['date']}). Peak memory: the student's server plus kernel; CPU: both, in seconds:", "",
+                  "| run | students at once | wall s per student (mean / max) | against alone | peak MiB per student | "
+                  "CPU s per student |", "|---|---|---|---|---|---|"]
+        for name, r in h["solo"].items():
+            lines.append(f"| {name} | 1 | {r['wall_s']:.1f} | 1.00 | {r['peak_mib']} | {r['cpu_s']:.1f} |")
+        for n, c in h["class"].items():
+            lines.append(f"| {h['class_notebook']} | {n} | {c['wall_mean_s']:.1f} / {c['wall_max_s']:.1f} | {c['vs_solo']:.2f} | "
+                         f"{c['peak_mib_max']} | {c['cpu_s_mean']:.1f} |")
+        for name, t in h["trained"].items():
+            for key, what in (("shared_cache", "shared model cache (loads)"), ("empty_cache", "empty cache (trains)")):
+                r = t[key]
+                lines.append(f"| {name}, {what} | 1 | {r['wall_s']:.1f} | | {r['peak_mib']} | {r['cpu_s']:.1f} |")
+        if h["class"]:
+            lines += ["", f"{h['class_notebook']} by several students at once, each in their own kernel, on {hm['cores']} cores: "
+                      + "; ".join(f"{n} students {c['vs_solo']:.2f}x the time alone, all done in {c['all_done_s']:.0f} s "
+                                  f"({c['notebooks_per_minute']:.1f} notebooks a minute)" for n, c in h["class"].items()) + "."]
+        procs = ", ".join(f"{k} {v} MiB" for k, v in h.get("hub_processes_mib", {}).items())
+        lines += ["", f"Hub up in {h['hub_start_s']:.0f} s; a student's server starts in {h['spawn_one_s']:.0f} s alone, "
+                      f"{h['spawn_at_once']['servers']} at once in {h['spawn_at_once']['seconds']:.0f} s; an idle server holds "
+                      f"{h['idle_server_mib']} MiB" + (f"; the hub's own processes: {procs}" if procs else "") + "."]
     if "install" in results:
         i = results["install"]
         lines += ["", f"Fresh install (venv + `pip install -r requirements.txt`): {i['seconds']:.0f} s, {i['size_mib']} MiB."]
@@ -743,7 +935,7 @@ def main(argv=None) -> None:
                "first-start": lambda: bench_first_start(args.load), "widgets": lambda: bench_widgets(args.updates),
                "explorer": lambda: bench_explorer(results),
                "vae": lambda: bench_vae(args.budget, list(range(args.seeds))), "amortization": bench_amortization,
-               "ablation": bench_ablation, "install": bench_install}
+               "ablation": bench_ablation, "hub": bench_hub, "install": bench_install}
     for section in sections:
         print(f"{section}:", flush=True)
         results[section] = runners[section]()

@@ -198,3 +198,28 @@ def test_cpu_load_runs_busy_processes_and_stops_them(bench):
         pids = [p.pid for p in load.procs]
         assert all(psutil.pid_exists(pid) for pid in pids)
     assert all(p.poll() is not None for p in load.procs)
+
+
+def test_markdown_reports_a_class_on_the_hub(bench):
+    """The hub section (``run.py --only hub``): one row per solo notebook, per class size, and per model cache
+    for 06 and 07, with the machine it ran on."""
+    machine = {"date": "2026-01-01 00:00 UTC", "cpu": "CPU", "cores": 2, "python": "3.11", "torch": "2.13.0",
+               "torch_threads": 1}
+    run = lambda wall, mib, cpu: {"wall_s": wall, "run_s": wall - 1, "peak_mib": mib, "cpu_s": cpu}  # noqa: E731
+    hub = {"machine": {**machine, "date": "2026-01-02 00:00 UTC"}, "class_notebook": "01_a.ipynb",
+           "solo": {"01_a.ipynb": run(9.4, 745, 9.3), "03_c.ipynb": run(5.0, 521, 4.5)},
+           "class": {"2": {"students": {}, "wall_mean_s": 9.6, "wall_max_s": 9.8, "vs_solo": 1.02, "all_done_s": 10.1,
+                           "notebooks_per_minute": 11.9, "peak_mib_max": 750, "cpu_s_mean": 9.2},
+                     "4": {"students": {}, "wall_mean_s": 19.0, "wall_max_s": 19.9, "vs_solo": 2.02, "all_done_s": 20.3,
+                           "notebooks_per_minute": 11.8, "peak_mib_max": 752, "cpu_s_mean": 9.4}},
+           "trained": {"07_g.ipynb": {"shared_cache": run(16.6, 1394, 17.3), "empty_cache": run(53.5, 1260, 54.6)}},
+           "hub_start_s": 2.8, "spawn_one_s": 2.7, "spawn_at_once": {"servers": 5, "seconds": 6.0}, "idle_server_mib": 147,
+           "hub_processes_mib": {"jupyterhub": 125, "proxy": 59}}
+    lines = bench.markdown({"machine": machine, "hub": hub}).splitlines()
+    assert "| 01_a.ipynb | 1 | 9.4 | 1.00 | 745 | 9.3 |" in lines
+    assert "| 01_a.ipynb | 4 | 19.0 / 19.9 | 2.02 | 752 | 9.4 |" in lines
+    assert "| 07_g.ipynb, empty cache (trains) | 1 | 53.5 | | 1260 | 54.6 |" in lines
+    text = "\n".join(lines)
+    assert "2026-01-02 00:00 UTC" in text and "4 students 2.02x the time alone" in text
+    assert "5 at once in 6 s" in text and "proxy 59 MiB" in text
+    assert "hub" in bench.SECTIONS

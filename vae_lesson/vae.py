@@ -603,7 +603,15 @@ def trained_vae(name: str = "course", cache: bool = True, progress: bool = True,
             except (ValueError, TypeError):
                 pass  # corrupt or from another version: train again below
         model, history = _train_by_recipe(recipe, progress, True)
-        save_checkpoint(path, model, {**wanted, "history": asdict(history)})
+        try:
+            save_checkpoint(path, model, {**wanted, "history": asdict(history)})
+        except OSError as exc:  # a shared cache this user may only read (a class's hub): keep it in memory
+            import warnings
+
+            warnings.warn(f"the trained model {name!r} could not be saved in {path.parent} ({exc.strerror or exc}): "
+                          "it is kept in memory for this kernel only and trained again next time. On a class hub, "
+                          "the instructor fills the shared cache once: python3 dev.py hub --prepare-models",
+                          stacklevel=2)
     return (model, history) if with_history else model
 
 
