@@ -9,10 +9,14 @@
                            # instructor section; needs node and npm for the proxy)
     python3 dev.py hub-link REPO_URL [--hub URL] [--branch main] [--path notebooks]
                            # the nbgitpuller link that brings the course into each student's home
+    python3 dev.py site [--serve] [--port 8010]  # the course as a static website, into build/site/
+                           # (README: the course as a website; needs node and npm for MathJax)
 
 Needs only Python 3.10+ to start. The environment is rebuilt when requirements.txt or
 pyproject.toml change; `hub` and `test` also install requirements-hub.txt (JupyterHub and
 the idle culler; nbgitpuller is in requirements.txt) into it and configurable-http-proxy into hub/node_modules (npm ci), each once.
+`site` and `test` install requirements-site.txt (Sphinx, myst-nb, the book theme, axe-playwright-python) into
+it and MathJax 3 into site/node_modules (npm ci), each once.
 Extra arguments go to JupyterLab or pytest, e.g. ``python3 dev.py test -k mixture``.
 """
 from __future__ import annotations
@@ -191,6 +195,12 @@ def test(args: list[str]) -> int:
         if not isinstance(exc, NodeMissing):
             sys.exit(str(exc))
         print(f"{exc} The hub tests will be skipped.", flush=True)
+    try:
+        ensure_site_env()  # tests/test_site.py builds the site and opens it in Chromium
+    except SetupFailed as exc:
+        if not isinstance(exc, NodeMissing):
+            sys.exit(str(exc))
+        print(f"{exc} The site's tests will be skipped.", flush=True)
     env = dict(os.environ, MPLBACKEND="Agg", PYTHONHASHSEED="0")
     # the tests' start-up file (tests/offline/sitecustomize.py: the offline guard) from the first
     # import on; conftest.py adds it too, for a plain `pytest`, but only after pytest's plugins loaded
@@ -530,8 +540,88 @@ def hub_link(args: list[str]) -> int:
     return 0
 
 
+# ---- The course as a static website (python3 dev.py site) ------------------------------------------------------
+SITE = ROOT / "site"
+SITE_OUT = ROOT / "build" / "site"
+SITE_STAMP = VENV / ".vae-lesson-site-installed"
+MATHJAX = SITE / "node_modules" / "mathjax" / "es5" / "tex-chtml.js"
+MATHJAX_STAMP = SITE / "node_modules" / ".vae-lesson-installed"
+
+
+def ensure_site_env() -> None:
+    """On top of ensure_env: requirements-site.txt into .venv and MathJax 3 into site/node_modules (`npm ci
+    --prefix site`, the version of site/package-lock.json), each a stage that runs once (a stamp holds the hash
+    of what it installed). Raises SetupFailed (NodeMissing without node/npm) with one line."""
+    stages = []
+    if not (SITE_STAMP.exists() and SITE_STAMP.read_text() == _file_hash(ROOT / "requirements-site.txt") + _fingerprint()):
+        stages.append("pip")
+    if not (MATHJAX_STAMP.exists() and MATHJAX_STAMP.read_text() == _file_hash(SITE / "package-lock.json")
+            and MATHJAX.exists()):
+        stages.append("npm")
+    if "npm" in stages and shutil.which("npm") is None:
+        raise NodeMissing("npm not found on PATH: the site's MathJax comes from npm (site/package.json); install "
+                          "Node.js 20 or newer with npm (e.g. `apt-get install nodejs npm`) and run this again.")
+    for n, stage in enumerate(stages, 1):
+        if stage == "pip":
+            with open(LOG, "a") as log:
+                run_stage(n, len(stages), "installing the site's packages (requirements-site.txt: Sphinx, myst-nb, "
+                          "the book theme, axe-playwright-python) into .venv",
+                          [PYTHON, "-m", "pip", "--disable-pip-version-check", "install", "--progress-bar", "off",
+                           "-r", "requirements-site.txt"], log)
+            SITE_STAMP.write_text(_file_hash(ROOT / "requirements-site.txt") + _fingerprint())
+        else:
+            run_stage(n, len(stages), "installing MathJax 3 (npm ci --prefix site) into site/node_modules",
+                      ["npm", "ci", "--prefix", str(SITE), "--no-audit", "--no-fund"])
+            MATHJAX_STAMP.write_text(_file_hash(SITE / "package-lock.json"))
+
+
+def build_site(out: Path = SITE_OUT) -> int:
+    """Build the static site into ``out`` with .venv's Python (site/build.py: Sphinx and myst-nb on the stored
+    notebooks, never executed). The exit code of the build."""
+    return subprocess.call([str(PYTHON), str(SITE / "build.py"), str(out)], cwd=ROOT,
+                           env=dict(os.environ, MPLBACKEND="Agg"))
+
+
+def site(args: list[str]) -> int:
+    """The course as a static website in build/site/ (any static host serves the folder); --serve serves it on
+    127.0.0.1 with Python's http.server and prints the link (stop with Ctrl-C)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python3 dev.py site", description=site.__doc__)
+    parser.add_argument("--serve", action="store_true", help="serve the built site on 127.0.0.1 after building it")
+    parser.add_argument("--port", type=int, default=8010, help="the port for --serve (default 8010)")
+    opts = parser.parse_args(args)
+    if opts.serve and port_in_use(opts.port):
+        sys.exit(f"port {opts.port} on 127.0.0.1 is in use: choose another with --port")
+    ensure_env()
+    try:
+        ensure_site_env()
+    except SetupFailed as exc:
+        sys.exit(str(exc))
+    print(f"Building the course's site into {SITE_OUT} (the stored notebooks, not executed) ...", flush=True)
+    code = build_site(SITE_OUT)
+    if code != 0:
+        return code
+    print(f"The site is in {SITE_OUT}: open {SITE_OUT / 'index.html'}, or publish the folder on any static host.",
+          flush=True)
+    if not opts.serve:
+        return 0
+    import functools
+    import http.server
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(SITE_OUT))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", opts.port), handler) as server:
+        print(f"Serving the site on http://127.0.0.1:{opts.port}/  (stop with Ctrl-C)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    commands = {"lab": lab, "test": test, "app": app, "grade-course": grade_course, "hub": hub, "hub-link": hub_link}
+    commands = {"lab": lab, "test": test, "app": app, "grade-course": grade_course, "hub": hub, "hub-link": hub_link,
+                "site": site}
     if not argv or argv[0] not in commands:
         print(__doc__)
         return 2

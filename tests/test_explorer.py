@@ -3,6 +3,7 @@ weights it sends (re-run in NumPy float32 as the browser runs them, they give mo
 kernel's overlay for a picked digit (the same numbers as latent_grid), bad input, and the
 self-contained HTML export. The browser side is tested in tests/test_browser.py."""
 import base64
+import json
 import re
 
 import numpy as np
@@ -50,7 +51,8 @@ def test_traits_hold_what_the_front_end_reads(widget, model_2d, digits):
     np.testing.assert_allclose(explorer.from_base64(widget.points["z1"]), means[:, 0], rtol=1e-6)
     np.testing.assert_allclose(explorer.from_base64(widget.points["z2"]), means[:, 1], rtol=1e-6)
     synced = set(widget.keys)
-    assert {"latent_dim", "lim", "dims", "decoder", "points", "n_images", "digit", "overlay"} <= synced
+    assert {"latent_dim", "lim", "dims", "kl", "decoder", "points", "n_images", "digit", "overlay"} <= synced
+    assert "standalone" not in synced  # only the exported page (no kernel) sets it
     assert "export default { render }" in widget._esm
     assert "latent explorer" in widget._repr_mimebundle_()[0]["text/plain"]
 
@@ -101,17 +103,27 @@ def test_a_digit_out_of_range_is_refused(widget):
 
 
 def test_more_than_two_dims_get_sliders_by_average_kl(model_5d, digits):
+    """A slider for every dim with more than 0.1 nats of average KL, most KL first; the KL travels too."""
     x, y = digits
     w = explorer.latent_explorer(model_5d, x, y)
     kl = explorer.average_kl_per_dim(model_5d, x)
-    assert w.dims[:2] == [3, 1] and sorted(w.dims) == list(range(5))
+    assert w.dims[:2] == [3, 1]
     assert kl[3] > kl[1] > kl[[0, 2, 4]].max()
+    assert w.dims == [j for j in kl.argsort(descending=True).tolist() if kl[j] > explorer.KL_THRESHOLD]
+    np.testing.assert_allclose(w.kl, kl.numpy(), atol=1e-4)
     mean, log_std = model_5d.encoder.params(x)
     direct = (torch.distributions.kl_divergence(torch.distributions.Normal(mean, log_std.exp()),
                                                 torch.distributions.Normal(0.0, 1.0))).mean(0)
     torch.testing.assert_close(kl, direct, rtol=1e-5, atol=1e-6)
     w.digit = 0
     assert len(w.overlay["q_mean"]) == 5 and "log_post" not in w.overlay  # no grid posterior in 5-D
+
+
+def test_slider_dims_are_every_dim_above_the_threshold_by_kl():
+    """The issue's 20-D case: dim 2 at 0.56 nats must get a slider (six sliders had left it out)."""
+    kl = torch.tensor([0.02, 0.3, 0.56, 1.4, 0.05, 0.11, 0.9, 0.7, 0.2, 0.01])
+    assert explorer.slider_dims(kl) == [3, 6, 7, 2, 1, 8, 5]
+    assert explorer.slider_dims(torch.tensor([0.01, 0.05, 0.02])) == [1, 2]  # the map's two dims at least
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -149,3 +161,12 @@ def test_export_html_is_one_self_contained_file(model_2d, digits, tmp_path):
                  '"data-testid": "strip"', '"data-testid": "readout"', "window.__vaeExplorers"):
         assert hook in page
     assert "export default" not in page and "__widget.render" in page
+    state = json.loads(re.search(r'id="vae-explorer-state">(.*?)</script>', page, re.S).group(1))
+    assert state["standalone"] is True and state["digit"] == -1 and state["overlay"] == {}  # no kernel: no digit box
+    assert '<meta name="viewport"' in page
+
+
+def test_export_html_keeps_its_signature(model_2d, digits, tmp_path):
+    """The course site calls export_html(model, x, y, path, lim=..., title=...)."""
+    path = explorer.export_html(model_2d, *digits, path=tmp_path / "e.html", lim=3.0, title="A & B")
+    assert path == tmp_path / "e.html" and "<title>A &amp; B</title>" in path.read_text(encoding="utf-8")

@@ -8,7 +8,13 @@ round trip. The kernel only does what needs Python: when the student picks a tes
 (``latent_grid.zoomed_posterior_grid``) and sends them as the trait ``overlay``.
 
 ``export_html`` writes the same front end, the weights and the encoded test digits into ONE
-self-contained HTML file (no network, no Jupyter): what a course website or a slide embeds.
+self-contained HTML file (no network, no Jupyter): what a course website or a slide embeds. Its
+state carries ``standalone: true``, and the page then leaves out the test-digit box (it needs
+the kernel) and says so.
+
+A model with more than 2 latent dims gets a slider for every dim with more than ``KL_THRESHOLD``
+nats of average KL, most KL first; the map shows the top two. The 2-D model gets no sliders: the
+map is its z1 and z2.
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ from . import latent_grid as lg
 
 _JS = Path(__file__).with_name("explorer.js")
 _ACTIVATIONS = {nn.SiLU: "silu", nn.ReLU: "relu", nn.Tanh: "tanh"}
-N_SLIDERS = 6  # the most dims a >2-D model gets sliders for (those with the most average KL)
+KL_THRESHOLD = 0.1  # nats: a >2-D model gets a slider for every dim with more average KL than this
 
 
 def _b64(a: torch.Tensor) -> str:
@@ -101,6 +107,14 @@ def average_kl_per_dim(model, images) -> torch.Tensor:
     return (0.5 * (mean ** 2 + torch.exp(2 * log_std) - 1) - log_std).mean(0)
 
 
+def slider_dims(kl) -> list[int]:
+    """The dims a >2-D model gets sliders for: every dim whose average KL (nats, ``average_kl_per_dim``)
+    is above ``KL_THRESHOLD``, most KL first (at least the top two: the map's axes)."""
+    kl = torch.as_tensor(kl)
+    order = [int(j) for j in kl.argsort(descending=True, stable=True)]
+    return order[:max(2, int((kl > KL_THRESHOLD).sum()))]
+
+
 def _state(model, images, labels, lim) -> dict:
     """Everything the front end needs, as JSON-able widget state. Arrays travel as base64 of
     float32 (points: the test digits' encoder means on the map's two dims, and their labels)."""
@@ -108,9 +122,11 @@ def _state(model, images, labels, lim) -> dict:
     d = model.latent_dim
     if d < 2:
         raise ValueError(f"the latent explorer needs at least 2 latent dims, got latent_dim={d}")
-    dims = [0, 1] if d == 2 else [int(j) for j in average_kl_per_dim(model, images).argsort(descending=True)[:N_SLIDERS]]
+    kl = average_kl_per_dim(model, images)
+    dims = [0, 1] if d == 2 else slider_dims(kl)
     means = model.encode_mean(images)
-    return {"latent_dim": d, "lim": float(lim), "dims": dims, "decoder": decoder_weights(model),
+    return {"latent_dim": d, "lim": float(lim), "dims": dims, "kl": [round(float(v), 4) for v in kl],
+            "decoder": decoder_weights(model),
             "n_images": len(images),
             "points": {"z1": _b64(means[:, dims[0]]), "z2": _b64(means[:, dims[1]]), "labels": _b64(labels.float())}}
 
@@ -139,6 +155,7 @@ class LatentExplorer(anywidget.AnyWidget):
     latent_dim = traitlets.Int(2).tag(sync=True)
     lim = traitlets.Float(3.0).tag(sync=True)
     dims = traitlets.List(traitlets.Int()).tag(sync=True)
+    kl = traitlets.List(traitlets.Float()).tag(sync=True)
     decoder = traitlets.Dict().tag(sync=True)
     points = traitlets.Dict().tag(sync=True)
     n_images = traitlets.Int(0).tag(sync=True)
@@ -183,8 +200,9 @@ def latent_explorer(model, x_test, y_test, lim: float = 3.0) -> LatentExplorer:
 
 
 _PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title></head>
-<body style="font: 14px sans-serif; margin: 16px">
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title></head>
+<body style="font: 14px sans-serif; margin: 16px; overflow-wrap: anywhere">
 <h1 style="font-size: 18px">{title}</h1>
 <div id="vae-explorer-host"></div>
 <script type="application/json" id="vae-explorer-state">{state}</script>
@@ -209,9 +227,9 @@ _PAGE = """<!DOCTYPE html>
 def export_html(model, x_test, y_test, path, lim: float = 3.0, title: str = "VAE latent explorer") -> Path:
     """Write the explorer to ONE self-contained HTML file at ``path`` (script, decoder weights and
     encoded test digits inline; no network, no Jupyter). Without a kernel there is no overlay:
-    the test-digit box does nothing. Returns the path."""
+    the page leaves the test-digit box out and says that it needs the notebook. Returns the path."""
     state = _state(model, x_test, y_test, lim)
-    state.update(digit=-1, overlay={})
+    state.update(digit=-1, overlay={}, standalone=True)
     js = _JS.read_text().replace("export default { render };", "const __widget = { render };")
     if "__widget" not in js:
         raise RuntimeError("explorer.js must end with `export default { render };`")
