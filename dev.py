@@ -258,7 +258,6 @@ HUB = ROOT / "hub"
 HUB_CONFIG = HUB / "jupyterhub_config.py"
 HUB_STAMP = VENV / ".vae-lesson-hub-installed"
 PROXY = HUB / "node_modules" / ".bin" / "configurable-http-proxy"
-PROXY_STAMP = HUB / "node_modules" / ".vae-lesson-installed"
 HUB_MODULES = ("jupyterhub", "nbgitpuller")
 
 
@@ -283,33 +282,38 @@ def _file_hash(*paths: Path) -> str:
     return h.hexdigest()
 
 
-def ensure_hub_env() -> None:
-    """On top of ensure_env: requirements-hub.txt into .venv and configurable-http-proxy into hub/node_modules
-    (`npm ci --prefix hub`, the versions of hub/package-lock.json), each a stage that runs once (a stamp holds
-    the hash of what it installed). Raises SetupFailed (NodeMissing without node/npm) with one line."""
+def ensure_extras(requirements: str, pip_what: str, venv_stamp: Path, npm_dir: Path, npm_what: str,
+                  installed: Path, node_needed) -> None:
+    """On top of ensure_env: a requirements file of its own into .venv, and npm_dir's packages (`npm ci --prefix
+    npm_dir`, the versions of its package-lock.json) into npm_dir/node_modules, each a stage that runs once (a
+    stamp holds the hash of what it installed; ``installed`` is a file the npm stage leaves). Raises SetupFailed
+    (NodeMissing, with node_needed()'s line, when npm is needed and missing) with one line."""
+    npm_stamp = npm_dir / "node_modules" / ".vae-lesson-installed"
     stages = []
-    if not (HUB_STAMP.exists() and HUB_STAMP.read_text() == _file_hash(ROOT / "requirements-hub.txt") + _fingerprint()):
+    if not (venv_stamp.exists() and venv_stamp.read_text() == _file_hash(ROOT / requirements) + _fingerprint()):
         stages.append("pip")
-    if not (PROXY_STAMP.exists() and PROXY_STAMP.read_text() == _file_hash(HUB / "package-lock.json") and PROXY.exists()):
+    if not (npm_stamp.exists() and npm_stamp.read_text() == _file_hash(npm_dir / "package-lock.json")
+            and installed.exists()):
         stages.append("npm")
-    if "npm" in stages or not PROXY.exists():
-        why = node_missing()
-        if why:
-            raise NodeMissing(why)
-    if not stages:
-        return
+    if "npm" in stages and (why := node_needed()):
+        raise NodeMissing(why)
     for n, stage in enumerate(stages, 1):
         if stage == "pip":
             with open(LOG, "a") as log:
-                run_stage(n, len(stages), "installing the hub's packages (requirements-hub.txt: JupyterHub and the idle "
-                          "culler) into .venv",
+                run_stage(n, len(stages), f"installing {pip_what} ({requirements}) into .venv",
                           [PYTHON, "-m", "pip", "--disable-pip-version-check", "install", "--progress-bar", "off",
-                           "-r", "requirements-hub.txt"], log)
-            HUB_STAMP.write_text(_file_hash(ROOT / "requirements-hub.txt") + _fingerprint())
+                           "-r", requirements], log)
+            venv_stamp.write_text(_file_hash(ROOT / requirements) + _fingerprint())
         else:
-            run_stage(n, len(stages), "installing JupyterHub's proxy (configurable-http-proxy, npm ci --prefix hub) "
-                      "into hub/node_modules", ["npm", "ci", "--prefix", str(HUB), "--no-audit", "--no-fund"])
-            PROXY_STAMP.write_text(_file_hash(HUB / "package-lock.json"))
+            run_stage(n, len(stages), f"installing {npm_what} (npm ci --prefix {npm_dir.name}) into "
+                      f"{npm_dir.name}/node_modules", ["npm", "ci", "--prefix", str(npm_dir), "--no-audit", "--no-fund"])
+            npm_stamp.write_text(_file_hash(npm_dir / "package-lock.json"))
+
+
+def ensure_hub_env() -> None:
+    """requirements-hub.txt into .venv and configurable-http-proxy into hub/node_modules (ensure_extras)."""
+    ensure_extras("requirements-hub.txt", "the hub's packages: JupyterHub and the idle culler", HUB_STAMP, HUB,
+                  "JupyterHub's proxy, configurable-http-proxy", PROXY, node_missing)
 
 
 # Loads a hub configuration file (argv[1]) as JupyterHub would (exit 2 and one line when it fails), then checks
@@ -545,34 +549,19 @@ SITE = ROOT / "site"
 SITE_OUT = ROOT / "build" / "site"
 SITE_STAMP = VENV / ".vae-lesson-site-installed"
 MATHJAX = SITE / "node_modules" / "mathjax" / "es5" / "tex-chtml.js"
-MATHJAX_STAMP = SITE / "node_modules" / ".vae-lesson-installed"
+
+
+def _npm_missing() -> str | None:
+    if shutil.which("npm") is None:
+        return ("npm not found on PATH: the site's MathJax comes from npm (site/package.json); install Node.js 20 "
+                "or newer with npm (e.g. `apt-get install nodejs npm`) and run this again.")
+    return None
 
 
 def ensure_site_env() -> None:
-    """On top of ensure_env: requirements-site.txt into .venv and MathJax 3 into site/node_modules (`npm ci
-    --prefix site`, the version of site/package-lock.json), each a stage that runs once (a stamp holds the hash
-    of what it installed). Raises SetupFailed (NodeMissing without node/npm) with one line."""
-    stages = []
-    if not (SITE_STAMP.exists() and SITE_STAMP.read_text() == _file_hash(ROOT / "requirements-site.txt") + _fingerprint()):
-        stages.append("pip")
-    if not (MATHJAX_STAMP.exists() and MATHJAX_STAMP.read_text() == _file_hash(SITE / "package-lock.json")
-            and MATHJAX.exists()):
-        stages.append("npm")
-    if "npm" in stages and shutil.which("npm") is None:
-        raise NodeMissing("npm not found on PATH: the site's MathJax comes from npm (site/package.json); install "
-                          "Node.js 20 or newer with npm (e.g. `apt-get install nodejs npm`) and run this again.")
-    for n, stage in enumerate(stages, 1):
-        if stage == "pip":
-            with open(LOG, "a") as log:
-                run_stage(n, len(stages), "installing the site's packages (requirements-site.txt: Sphinx, myst-nb, "
-                          "the book theme, axe-playwright-python) into .venv",
-                          [PYTHON, "-m", "pip", "--disable-pip-version-check", "install", "--progress-bar", "off",
-                           "-r", "requirements-site.txt"], log)
-            SITE_STAMP.write_text(_file_hash(ROOT / "requirements-site.txt") + _fingerprint())
-        else:
-            run_stage(n, len(stages), "installing MathJax 3 (npm ci --prefix site) into site/node_modules",
-                      ["npm", "ci", "--prefix", str(SITE), "--no-audit", "--no-fund"])
-            MATHJAX_STAMP.write_text(_file_hash(SITE / "package-lock.json"))
+    """requirements-site.txt into .venv and MathJax 3 into site/node_modules (ensure_extras)."""
+    ensure_extras("requirements-site.txt", "the site's packages: Sphinx, myst-nb, the book theme, "
+                  "axe-playwright-python", SITE_STAMP, SITE, "MathJax 3", MATHJAX, _npm_missing)
 
 
 def build_site(out: Path = SITE_OUT) -> int:

@@ -84,3 +84,17 @@ def browser_unavailable() -> str | None:
     if importlib.util.find_spec("playwright") is None:
         return "playwright is not installed (pip install -r requirements.txt)"
     return None
+
+
+def launch_chromium():
+    """A module's headless Debian Chromium, driven by playwright (for a fixture: ``yield from launch_chromium()``);
+    closed when the fixture ends."""
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                      args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -27,14 +27,13 @@ import numpy as np
 import patience
 import pytest
 import torch
-from servers import CHROMIUM, browser_unavailable
+from servers import CHROMIUM, browser_unavailable, launch_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 
 if browser_unavailable():
     pytest.skip(browser_unavailable(), allow_module_level=True)
-from playwright import sync_api  # noqa: E402
 
 from vae_lesson import data, explorer, vae  # noqa: E402
 
@@ -63,13 +62,7 @@ def exported(models):
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                      args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture

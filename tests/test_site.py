@@ -27,7 +27,7 @@ import numpy as np
 import patience
 import pytest
 import torch
-from servers import CHROMIUM, browser_unavailable
+from servers import CHROMIUM, browser_unavailable, launch_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts" / "site"
@@ -46,7 +46,6 @@ def _unavailable() -> str | None:
 
 if _unavailable():
     pytest.skip(_unavailable(), allow_module_level=True)
-from playwright import sync_api  # noqa: E402
 
 # the visible text of a page, without code (a code cell may hold TeX in a string) and without rendered math
 VISIBLE_TEXT = """() => {
@@ -92,13 +91,7 @@ def site():
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                      args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    yield from launch_chromium()
 
 
 def open_offline(browser, path: Path, width: int = 1280, height: int = 900):
